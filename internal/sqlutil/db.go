@@ -1,0 +1,194 @@
+// Package sqlutil is Chappe's one SQL layer. Every query is written once, in
+// PostgreSQL's syntax with $1-style placeholders; the dialect (dialect.go)
+// rewrites the few things SQLite spells differently. Components get a *DB,
+// run their migrations with Migrate and never look at the driver.
+package sqlutil
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // the embedded default database
+)
+
+// DB is a database handle that rewrites queries for its dialect.
+type DB struct {
+	sql     *sql.DB
+	Dialect Dialect
+	Pool    *pgxpool.Pool // nil on SQLite; used for pool metrics
+
+	rewritten sync.Map // query text -> dialect text
+}
+
+// Options tunes the connection pool.
+type Options struct {
+	MaxOpenConns int
+}
+
+// Open connects to "postgres://..." (PostgreSQL through a pgx pool) or to a
+// SQLite file given as "sqlite:///path/to/file.db", "file:..." or a bare path.
+func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return openPostgres(ctx, dsn, opts)
+	}
+	return openSQLite(ctx, dsn, opts)
+}
+
+func openPostgres(ctx context.Context, dsn string, opts Options) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if opts.MaxOpenConns > 0 {
+		cfg.MaxConns = int32(opts.MaxOpenConns)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	return &DB{sql: stdlib.OpenDBFromPool(pool), Dialect: Postgres, Pool: pool}, nil
+}
+
+func openSQLite(ctx context.Context, dsn string, opts Options) (*DB, error) {
+	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "file:")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if path == "" {
+		return nil, errors.New("empty sqlite path")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create database directory: %w", err)
+		}
+	}
+	// WAL lets readers run beside the writer; _txlock=immediate takes the
+	// write lock at BEGIN so two writers queue on busy_timeout instead of
+	// failing with "database is locked" when a read lock is upgraded.
+	// synchronous(NORMAL) in WAL mode survives a process crash (kill -9);
+	// FULL also survives power loss and is chosen by config.
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(30000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	n := opts.MaxOpenConns
+	if n <= 0 {
+		n = 8
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	return &DB{sql: db, Dialect: SQLite}, nil
+}
+
+// Close closes the pool.
+func (db *DB) Close() error {
+	err := db.sql.Close()
+	if db.Pool != nil {
+		db.Pool.Close()
+	}
+	return err
+}
+
+// Stats reports the pool's use.
+func (db *DB) Stats() sql.DBStats { return db.sql.Stats() }
+
+func (db *DB) q(query string) string {
+	if db.Dialect == Postgres {
+		return query
+	}
+	if v, ok := db.rewritten.Load(query); ok {
+		return v.(string)
+	}
+	out := db.Dialect.Rewrite(query)
+	db.rewritten.Store(query, out)
+	return out
+}
+
+// ExecContext runs a statement.
+func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return db.sql.ExecContext(ctx, db.q(query), args...)
+}
+
+// QueryContext runs a query returning rows.
+func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return db.sql.QueryContext(ctx, db.q(query), args...)
+}
+
+// QueryRowContext runs a query returning at most one row.
+func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return db.sql.QueryRowContext(ctx, db.q(query), args...)
+}
+
+// Tx is a transaction with the same query methods as DB.
+type Tx struct {
+	tx *sql.Tx
+	db *DB
+}
+
+func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, t.db.q(query), args...)
+}
+func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, t.db.q(query), args...)
+}
+func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, t.db.q(query), args...)
+}
+
+// Querier is what both DB and Tx offer, so storage functions can run inside
+// or outside a transaction.
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// WithTx runs fn in a transaction, committing when fn returns nil.
+func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
+	sqlTx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(&Tx{tx: sqlTx, db: db}); err != nil {
+		_ = sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// IsUniqueViolation tells whether err is a unique-constraint failure.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "SQLSTATE 23505")
+}

@@ -1,0 +1,5 @@
+package sqlutil
+
+import "time"
+
+func nowMS() int64 { return time.Now().UnixMilli() }
