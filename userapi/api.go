@@ -21,7 +21,21 @@ var (
 	// check one another process issued.
 	CreateNonce  = bus.Endpoint[CreateNonceRequest, CreateNonceResponse]{Subject: "userapi.create_nonce"}
 	ConsumeNonce = bus.Endpoint[ConsumeNonceRequest, ConsumeNonceResponse]{Subject: "userapi.consume_nonce"}
+	// Deactivate marks an account deactivated (login refused from then on)
+	// and deletes all its devices and tokens.
+	Deactivate = bus.Endpoint[DeactivateRequest, DeactivateResponse]{Subject: "userapi.deactivate"}
 )
+
+// TokensRevokedSubject is the core NATS subject (before bus.Subject
+// prefixing) on which the userapi publishes a TokensRevoked message each
+// time access tokens stop being valid (logout, device reuse, deactivation),
+// so that every process caching token lookups evicts them at once.
+const TokensRevokedSubject = "userapi.token_revoked"
+
+// TokensRevoked lists the SHA-256 hashes of revoked access tokens.
+type TokensRevoked struct {
+	TokenHashes [][]byte `json:"token_hashes"`
+}
 
 // Device is an authenticated session of a user.
 type Device struct {
@@ -114,3 +128,9 @@ type ConsumeNonceRequest struct {
 type ConsumeNonceResponse struct {
 	Valid bool `json:"valid"`
 }
+
+type DeactivateRequest struct {
+	UserID string `json:"user_id"`
+}
+
+type DeactivateResponse struct{}

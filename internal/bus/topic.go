@@ -3,7 +3,6 @@ package bus
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -67,8 +66,11 @@ func (t Topic[T]) ConsumeDurable(ctx context.Context, b *Bus, durable string, h 
 		Durable:       durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckWait:       time.Minute,
-		MaxAckPending: 1000,
+		// One message in flight keeps the order through crashes: a message
+		// left unacknowledged by a dead process is redelivered (after
+		// AckWait) before any later one, never overtaken by it.
+		AckWait:       30 * time.Second,
+		MaxAckPending: 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s on %s: %w", durable, t.Stream, err)
@@ -108,8 +110,14 @@ func (t Topic[T]) consume(b *Bus, cons jetstream.Consumer, h Handler[T], ack boo
 		}
 		for attempt := 0; ; attempt++ {
 			err = h(ctx, meta.Sequence.Stream, v)
-			if err == nil || errors.Is(ctx.Err(), context.Canceled) {
+			if err == nil {
 				break
+			}
+			if ctx.Err() != nil {
+				if ack {
+					_ = msg.Nak()
+				}
+				return
 			}
 			wait := min(time.Duration(1<<min(attempt, 8))*50*time.Millisecond, 10*time.Second)
 			b.log.Warn("stream handler failed, retrying", "stream", t.Stream, "seq", meta.Sequence.Stream, "attempt", attempt, "err", err)
@@ -118,6 +126,9 @@ func (t Topic[T]) consume(b *Bus, cons jetstream.Consumer, h Handler[T], ack boo
 			case <-ctx.Done():
 			}
 			if ctx.Err() != nil {
+				if ack {
+					_ = msg.Nak() // redeliver at once to the next consumer
+				}
 				return
 			}
 			if ack {

@@ -25,8 +25,13 @@ func (e *Error) Body() map[string]any {
 	for k, v := range e.Extra {
 		body[k] = v
 	}
-	body["errcode"] = e.Code
-	body["error"] = e.Message
+	// A user-interactive-auth challenge is a 401 without an errcode.
+	if e.Code != "" {
+		body["errcode"] = e.Code
+	}
+	if e.Message != "" {
+		body["error"] = e.Message
+	}
 	return body
 }
 

@@ -1,0 +1,65 @@
+package config
+
+// Sample is the commented configuration `chappe serve` writes into a new
+// data directory. It states every default; keep it in step with Default.
+const Sample = `# Chappe configuration. Every key has a default: delete what you do not change.
+# Check a file with: chappe config check --config chappe.yaml
+
+# The server name: the part after ":" in user IDs (@alice:example.gouv.fr).
+# It cannot be changed once users exist.
+server_name: localhost
+
+# Where the SQLite database, the embedded NATS store and the signing key live
+# when their paths are relative.
+data_dir: ./chappe-data
+
+# The ed25519 key that signs this server's events (generated at first start).
+signing_key_path: signing.key
+
+# The URL clients reach this server at, advertised in /.well-known/matrix/client.
+# Empty: http://<client_api.listen>.
+public_base_url: ""
+
+# Components this process runs; empty runs them all. Several processes that
+# share database.url and nats.urls form one homeserver, e.g.
+#   components: [roomserver, userapi]      in one process and
+#   components: [clientapi, syncapi]       in another.
+components: []
+
+client_api:
+  listen: 127.0.0.1:8008
+  # Requests with a larger body are refused with M_TOO_LARGE.
+  max_body_bytes: 10485760
+
+database:
+  # Empty: SQLite at <data_dir>/chappe.db. Production: postgres://user:pass@host/db
+  url: ""
+  max_open_conns: 16
+
+nats:
+  # Empty: NATS runs inside this process, with JetStream in <data_dir>/nats.
+  # Production: the URLs of a NATS JetStream cluster.
+  urls: []
+  # Open a TCP listener on the embedded NATS so other processes can join it.
+  listen: ""
+  # Namespaces subjects and streams, so several homeservers can share a cluster.
+  subject_prefix: ""
+  # Stream replicas on an external cluster.
+  replicas: 1
+  # fsync every JetStream message (embedded NATS only); slower, survives power loss.
+  sync_always: false
+
+registration:
+  # Open registration (m.login.dummy) for anyone who can reach the server.
+  enabled: false
+  # Enables /_synapse/admin/v1/register for operators' tools. Keep it secret.
+  shared_secret: ""
+
+rooms:
+  # Room version of new rooms (1 to 12); the spec recommends 12.
+  default_version: "12"
+
+logging:
+  level: info     # debug, info, warn, error
+  format: text    # text or json
+`

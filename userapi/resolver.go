@@ -1,0 +1,48 @@
+package userapi
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/chappe-matrix/chappe/internal/bus"
+)
+
+// NewTokenResolver returns the function other processes (clientapi)
+// authenticate requests with: it asks the userapi (QueryAccessToken over
+// the bus) and keeps answers for a short while, evicting them as soon as
+// the userapi announces a revocation. An unknown token gives a nil device
+// and no error. The cache lives as long as the bus connection.
+func NewTokenResolver(b *bus.Bus) func(ctx context.Context, token string) (*Device, error) {
+	cache := newTokenCache(resolverCacheTTL, maxCachedTokens, b.NC)
+	if _, err := subscribeRevocations(b, cache); err != nil {
+		// Without revocations a cached token could outlive its logout:
+		// better ask the userapi every time.
+		slog.Warn("token resolver runs without a cache", "err", err)
+		cache = nil
+	}
+	return func(ctx context.Context, token string) (*Device, error) {
+		if !plausibleToken(token) {
+			return nil, nil
+		}
+		if cache == nil {
+			resp, err := QueryAccessToken.Call(ctx, b, &QueryAccessTokenRequest{AccessToken: token})
+			if err != nil {
+				return nil, err
+			}
+			return resp.Device, nil
+		}
+		hash := hashToken(token)
+		if dev, ok := cache.get(hash); ok {
+			return dev, nil
+		}
+		gen := cache.generation()
+		resp, err := QueryAccessToken.Call(ctx, b, &QueryAccessTokenRequest{AccessToken: token})
+		if err != nil {
+			return nil, err
+		}
+		if resp.Device != nil {
+			cache.put(hash, resp.Device, gen)
+		}
+		return resp.Device, nil
+	}
+}
