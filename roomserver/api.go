@@ -143,12 +143,14 @@ type ResolveAliasResponse struct {
 // OutputEvent is published once an event is stored: Pos is its stream
 // position (the order /sync reads events in).
 type OutputEvent struct {
-	Pos      int64   `json:"pos"`
-	RoomID   string  `json:"room_id"`
-	EventID  string  `json:"event_id"`
-	Type     string  `json:"type"`
-	Sender   string  `json:"sender"`
-	StateKey *string `json:"state_key,omitempty"`
+	Pos    int64  `json:"pos"`
+	RoomID string `json:"room_id"`
+	// RoomVersion tells how to parse Event (event ID format, redaction).
+	RoomVersion string  `json:"room_version,omitempty"`
+	EventID     string  `json:"event_id"`
+	Type        string  `json:"type"`
+	Sender      string  `json:"sender"`
+	StateKey    *string `json:"state_key,omitempty"`
 	// Membership is the new membership of StateKey for m.room.member.
 	Membership string `json:"membership,omitempty"`
 	// Event is the full signed PDU, for the federation sender.

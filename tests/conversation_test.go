@@ -17,17 +17,13 @@ import (
 // /messages and /state.
 func TestFirstConversation(t *testing.T) {
 	srv := testserver.New(t)
-	runConversation(t, srv, srv)
+	runConversation(t, srv.RegisterUser(t, "alice"), srv.RegisterUser(t, "bob"))
 }
 
-// runConversation drives the story; users are registered on regSrv and
-// talk through cliSrv (the same server, or the client-facing half of a
-// split deployment).
-func runConversation(t *testing.T, regSrv, cliSrv *testserver.Server) {
+// runConversation drives the story between two logged-in clients of the
+// same homeserver.
+func runConversation(t *testing.T, alice, bob *mautrix.Client) {
 	ctx := ctxT(t)
-	alice := regSrv.RegisterUser(t, "alice")
-	bob := regSrv.RegisterUser(t, "bob")
-	alice.HomeserverURL, bob.HomeserverURL = mustParse(t, cliSrv.URL), mustParse(t, cliSrv.URL)
 
 	created := must[*mautrix.RespCreateRoom](t)(alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{
 		Name: "Cellule de crise", Topic: "Coordination", Preset: "private_chat",

@@ -58,7 +58,7 @@ func TestSplitAcrossOSProcesses(t *testing.T) {
 	frontCfg.ClientAPI.Listen = "127.0.0.1:0"
 	front := testserver.Start(t, &frontCfg)
 	waitForBackend(t, front)
-	runConversation(t, front, front)
+	runConversation(t, front.RegisterUser(t, "alice"), front.RegisterUser(t, "bob"))
 }
 
 // waitForBackend polls the nonce endpoint until the child process serves

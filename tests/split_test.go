@@ -16,7 +16,7 @@ func TestSplitComponents(t *testing.T) {
 	back := testserver.New(t, testserver.WithComponents(config.ComponentRoomserver, config.ComponentUserAPI), exposeNATS(t))
 	front := testserver.New(t, testserver.Shared(back), testserver.WithComponents(config.ComponentClientAPI, config.ComponentSyncAPI))
 	// Users register through the front (the back serves no HTTP).
-	runConversation(t, front, front)
+	runConversation(t, front.RegisterUser(t, "alice"), front.RegisterUser(t, "bob"))
 }
 
 // exposeNATS makes an embedded NATS reachable by a second server; with an

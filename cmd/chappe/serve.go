@@ -45,8 +45,12 @@ func runServe(args []string) error {
 		fmt.Fprintf(os.Stderr, "Generated the signing key %s\n", cfg.Path(cfg.SigningKeyPath))
 	}
 	if addr := srv.Addr(); addr != "" {
+		clientURL := "http://" + addr
+		if cfg.PublicBaseURL != "" {
+			clientURL = cfg.BaseURL()
+		}
 		fmt.Fprintf(os.Stderr, "\nChappe is serving %s.\n  Point a Matrix client at: %s\n  Create the first user:    chappe user create alice --admin --data-dir %s\n\n",
-			cfg.ServerName, cfg.BaseURL(), cfg.DataDir)
+			cfg.ServerName, clientURL, cfg.DataDir)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")

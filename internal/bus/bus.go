@@ -46,6 +46,7 @@ type Bus struct {
 	replicas int
 	log      *slog.Logger
 	inflight chan struct{} // bounds concurrently running request handlers
+	lag      *consumerLag
 }
 
 // Open starts the embedded server or connects to the external cluster.
@@ -59,6 +60,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		replicas: max(opts.Replicas, 1),
 		log:      log,
 		inflight: make(chan struct{}, 512),
+		lag:      newConsumerLag(),
 	}
 	connOpts := []nats.Option{
 		nats.Name("chappe"),

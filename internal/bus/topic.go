@@ -75,7 +75,7 @@ func (t Topic[T]) ConsumeDurable(ctx context.Context, b *Bus, durable string, h 
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s on %s: %w", durable, t.Stream, err)
 	}
-	return t.consume(b, cons, h, true)
+	return t.consume(b, cons, durable, h, true)
 }
 
 // ConsumeNew delivers messages published from now on, in order, without
@@ -88,10 +88,10 @@ func (t Topic[T]) ConsumeNew(ctx context.Context, b *Bus, h Handler[T]) (Subscri
 	if err != nil {
 		return nil, fmt.Errorf("ordered consumer on %s: %w", t.Stream, err)
 	}
-	return t.consume(b, cons, h, false)
+	return t.consume(b, cons, "ordered-"+t.Stream, h, false)
 }
 
-func (t Topic[T]) consume(b *Bus, cons jetstream.Consumer, h Handler[T], ack bool) (Subscription, error) {
+func (t Topic[T]) consume(b *Bus, cons jetstream.Consumer, name string, h Handler[T], ack bool) (Subscription, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		meta, err := msg.Metadata()
@@ -145,15 +145,18 @@ func (t Topic[T]) consume(b *Bus, cons jetstream.Consumer, h Handler[T], ack boo
 		cancel()
 		return nil, fmt.Errorf("consume %s: %w", t.Stream, err)
 	}
-	return &subscription{cc: cc, cancel: cancel}, nil
+	b.lag.track(name, t.Stream, cons)
+	return &subscription{cc: cc, cancel: cancel, stop: func() { b.lag.untrack(name) }}, nil
 }
 
 type subscription struct {
 	cc     jetstream.ConsumeContext
 	cancel context.CancelFunc
+	stop   func()
 }
 
 func (s *subscription) Stop() {
 	s.cancel()
 	s.cc.Stop()
+	s.stop()
 }

@@ -77,6 +77,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (s *Server
 	}
 	b.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerDBMetrics(b.Metrics, db)
+	if err := b.Bus.RegisterMetrics(b.Metrics); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	b.Router = httputil.NewRouter(log, userapi.NewTokenResolver(b.Bus), cfg.ClientAPI.MaxBodyBytes, b.Metrics)
 	if err := s.startComponents(ctx); err != nil {
 		return nil, err

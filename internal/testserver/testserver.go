@@ -110,10 +110,11 @@ func Start(t testing.TB, cfg *config.Config) *Server {
 // returns a logged-in mautrix client for it.
 func (s *Server) RegisterUser(t testing.TB, localpart string) *mautrix.Client {
 	t.Helper()
-	admin, err := synapseadmin.NewClient(s.URL, "", "")
+	base, err := mautrix.NewClient(s.URL, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	admin := &synapseadmin.Client{Client: base}
 	resp, err := admin.SharedSecretRegister(context.Background(), SharedSecret, synapseadmin.ReqSharedSecretRegister{
 		Username: localpart, Password: "password-" + localpart,
 	})

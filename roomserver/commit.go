@@ -1,0 +1,219 @@
+package roomserver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/chappe-matrix/chappe/internal/sqlutil"
+)
+
+// commitRequest is a batch of one room's events to store in one
+// transaction.
+type commitRequest struct {
+	head        *roomHead
+	events      []*pendingEvent
+	extremities []string
+	depth       int64
+	// For a room being created: its row and alias are inserted first.
+	newRoom bool
+	alias   *aliasRow
+}
+
+type aliasRow struct{ alias, creator string }
+
+// commit stores a batch and publishes its events.
+//
+// Stream positions must become visible in order: a reader that sees
+// position N must already see every position below N. Positions are
+// therefore assigned and committed under one process-wide mutex, so
+// transactions commit in position order. This holds for one roomserver
+// process per database; several instances would need a shared sequencer
+// (for example a PostgreSQL advisory lock around the same steps, or
+// positions taken from a JetStream sequence) before they could split the
+// rooms between them.
+func (rs *Roomserver) commit(ctx context.Context, c *commitRequest) error {
+	if len(c.events) == 0 {
+		return nil
+	}
+	started := time.Now()
+	rs.commitMu.Lock()
+	defer rs.commitMu.Unlock()
+	h := c.head
+	pos := rs.lastPos
+	snapshot, chainLen := h.snapshot, h.chainLen
+	err := rs.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
+		if c.newRoom {
+			if err := insertRoom(ctx, tx, h, c.alias); err != nil {
+				return err
+			}
+		}
+		for _, p := range c.events {
+			pos++
+			p.pos = pos
+			p.snapshotBefore = snapshot
+			if err := insertEvent(ctx, tx, h.nid, p); err != nil {
+				return err
+			}
+			if p.key != nil {
+				var err error
+				// The head's state is updated in place; if the transaction
+				// fails the head is dropped and reloaded.
+				h.state[*p.key] = p.nid
+				snapshot, chainLen, err = appendSnapshot(ctx, tx, h, snapshot, chainLen, p)
+				if err != nil {
+					return err
+				}
+			}
+			p.snapshotAfter = snapshot
+			if err := applySideEffects(ctx, tx, h.nid, p); err != nil {
+				return err
+			}
+		}
+		return updateRoomHead(ctx, tx, h.nid, snapshot, chainLen, c.extremities, c.depth)
+	})
+	if err != nil {
+		rs.heads.remove(h.id)
+		return err
+	}
+	rs.lastPos = pos
+	h.snapshot, h.chainLen = snapshot, chainLen
+	h.extremities, h.depth = c.extremities, c.depth
+	outs := make([]OutputEvent, 0, len(c.events))
+	for _, p := range c.events {
+		if p.key != nil {
+			rs.events.put(p.nid, p.pdu)
+		}
+		if !p.redacts.isZero() {
+			rs.events.remove(p.redacts.resolve())
+		}
+		outs = append(outs, outputOf(h, p))
+	}
+	rs.publisher.enqueue(outs)
+	rs.metrics.observeCommit(len(c.events), time.Since(started))
+	return nil
+}
+
+// appendSnapshot writes the state after p: a one-entry delta on the
+// previous snapshot, or the full state when the delta chain is long.
+func appendSnapshot(ctx context.Context, tx *sqlutil.Tx, h *roomHead, parent int64, parentChain int, p *pendingEvent) (int64, int, error) {
+	var (
+		entries  []snapshotEntry
+		chainLen int
+	)
+	if parent == 0 || parentChain+1 >= fullSnapshotEvery {
+		entries, chainLen, parent = fullEntries(h.state), 0, 0
+	} else {
+		entries = []snapshotEntry{{T: p.key.Type, K: p.key.StateKey, E: p.nid}}
+		chainLen = parentChain + 1
+	}
+	nid, err := insertSnapshot(ctx, tx, h.nid, parent, chainLen, entries)
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE rs_events SET snapshot_nid = $1 WHERE event_nid = $2`, nid, p.nid); err != nil {
+		return 0, 0, fmt.Errorf("link event %s to its state: %w", p.pdu.EventID(), err)
+	}
+	return nid, chainLen, nil
+}
+
+func insertRoom(ctx context.Context, tx *sqlutil.Tx, h *roomHead, alias *aliasRow) error {
+	err := tx.QueryRowContext(ctx, `INSERT INTO rs_rooms (room_id, version) VALUES ($1, $2) RETURNING room_nid`,
+		h.id, string(h.version.Version())).Scan(&h.nid)
+	if err != nil {
+		return fmt.Errorf("insert room %s: %w", h.id, err)
+	}
+	if alias == nil {
+		return nil
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO rs_aliases (alias, room_id, creator) VALUES ($1, $2, $3)`,
+		alias.alias, h.id, alias.creator)
+	if sqlutil.IsUniqueViolation(err) {
+		return errRoomInUse(alias.alias)
+	}
+	if err != nil {
+		return fmt.Errorf("insert alias %s: %w", alias.alias, err)
+	}
+	return nil
+}
+
+func insertEvent(ctx context.Context, tx *sqlutil.Tx, roomNID int64, p *pendingEvent) error {
+	ev := p.pdu
+	var membership *string
+	if p.membership != "" {
+		membership = &p.membership
+	}
+	err := tx.QueryRowContext(ctx, `INSERT INTO rs_events (event_id, room_nid, type, state_key, sender, membership,
+		stream_pos, depth, origin_server_ts, json, sender_device_id, txn_id, replaces_nid, snapshot_before_nid, snapshot_nid)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING event_nid`,
+		ev.EventID(), roomNID, ev.Type(), ev.StateKey(), string(ev.SenderID()), membership,
+		p.pos, ev.Depth(), int64(ev.OriginServerTS()), ev.JSON(), p.deviceID, p.txnID,
+		p.replaces.resolve(), p.snapshotBefore).Scan(&p.nid)
+	if err != nil {
+		return fmt.Errorf("insert event %s: %w", ev.EventID(), err)
+	}
+	return nil
+}
+
+// applySideEffects updates what an event changes besides the event table:
+// the membership table, a redacted event, the sender's transaction.
+func applySideEffects(ctx context.Context, tx *sqlutil.Tx, roomNID int64, p *pendingEvent) error {
+	ev := p.pdu
+	if p.membership != "" && ev.Type() == spec.MRoomMember {
+		_, err := tx.ExecContext(ctx, `INSERT INTO rs_membership (room_nid, user_id, membership, event_nid, stream_pos)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = excluded.membership,
+				event_nid = excluded.event_nid, stream_pos = excluded.stream_pos`,
+			roomNID, p.key.StateKey, p.membership, p.nid, p.pos)
+		if err != nil {
+			return fmt.Errorf("update membership of %s: %w", p.key.StateKey, err)
+		}
+	}
+	if !p.redacts.isZero() {
+		_, err := tx.ExecContext(ctx, `UPDATE rs_events SET redacted = TRUE, redacted_by_nid = $1 WHERE event_nid = $2`,
+			p.nid, p.redacts.resolve())
+		if err != nil {
+			return fmt.Errorf("redact event: %w", err)
+		}
+	}
+	if p.txnID != "" {
+		_, err := tx.ExecContext(ctx, `INSERT INTO rs_txns (sender, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (sender, device_id, txn_id) DO NOTHING`,
+			string(ev.SenderID()), p.deviceID, p.txnID, ev.EventID())
+		if err != nil {
+			return fmt.Errorf("record transaction %s: %w", p.txnID, err)
+		}
+	}
+	return nil
+}
+
+func updateRoomHead(ctx context.Context, tx *sqlutil.Tx, roomNID, snapshot int64, chainLen int, extremities []string, depth int64) error {
+	ext, err := json.Marshal(extremities)
+	if err != nil {
+		return fmt.Errorf("encode extremities: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE rs_rooms SET snapshot_nid = $1, chain_len = $2, extremities = $3, depth = $4
+		WHERE room_nid = $5`, snapshot, chainLen, string(ext), depth, roomNID)
+	if err != nil {
+		return fmt.Errorf("update room head: %w", err)
+	}
+	return nil
+}
+
+func outputOf(h *roomHead, p *pendingEvent) OutputEvent {
+	ev := p.pdu
+	return OutputEvent{
+		Pos:         p.pos,
+		RoomID:      h.id,
+		RoomVersion: string(h.version.Version()),
+		EventID:     ev.EventID(),
+		Type:        ev.Type(),
+		Sender:      string(ev.SenderID()),
+		StateKey:    ev.StateKey(),
+		Membership:  p.membership,
+		Event:       json.RawMessage(ev.JSON()),
+	}
+}

@@ -1,0 +1,113 @@
+package roomserver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/chappe-matrix/chappe/internal/base"
+	"github.com/chappe-matrix/chappe/internal/bus"
+	"github.com/chappe-matrix/chappe/internal/signingkey"
+	"github.com/chappe-matrix/chappe/internal/sqlutil"
+)
+
+// Roomserver is the running component: it serves the endpoints of api.go
+// and is the only writer of the rs_ tables.
+type Roomserver struct {
+	db             *sqlutil.DB
+	bus            *bus.Bus
+	log            *slog.Logger
+	serverName     string
+	key            signingkey.Key
+	defaultVersion string
+
+	reader    *reader
+	queue     *roomQueue
+	publisher *publisher
+	metrics   *metrics
+
+	heads  *lru[string, *roomHead]                   // room heads, owned by room workers
+	events *lru[int64, gomatrixserverlib.PDU] // parsed state events, for auth
+
+	commitMu sync.Mutex // assigns positions and commits, in order
+	lastPos  int64      // guarded by commitMu
+
+	createMu sync.Mutex // serialises alias checks of concurrent createRoom calls
+}
+
+var _ base.Component = (*Roomserver)(nil)
+
+// New runs the roomserver's migrations, republishes events a crash left
+// unpublished, and serves the endpoints of api.go on the bus.
+func New(ctx context.Context, b *base.Base) (*Roomserver, error) {
+	log := b.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "roomserver")
+	if err := b.DB.Migrate(ctx, "roomserver", migrations); err != nil {
+		return nil, err
+	}
+	if err := Output.Ensure(ctx, b.Bus); err != nil {
+		return nil, err
+	}
+	if err := catchUp(ctx, b.DB, b.Bus, log); err != nil {
+		return nil, fmt.Errorf("roomserver output catch-up: %w", err)
+	}
+	rs := &Roomserver{
+		db:             b.DB,
+		bus:            b.Bus,
+		log:            log,
+		serverName:     b.Config.ServerName,
+		key:            b.Key,
+		defaultVersion: b.Config.Rooms.DefaultVersion,
+		reader:         newReader(b.DB),
+		publisher:      newPublisher(b.Bus, log),
+		metrics:        newMetrics(b.Metrics),
+		heads:          newLRU[string, *roomHead](4096),
+		events:         newLRU[int64, gomatrixserverlib.PDU](50000),
+	}
+	if rs.defaultVersion == "" {
+		rs.defaultVersion = string(gomatrixserverlib.RoomVersionV12)
+	}
+	if err := b.DB.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_pos), 0) FROM rs_events`).Scan(&rs.lastPos); err != nil {
+		return nil, fmt.Errorf("read last stream position: %w", err)
+	}
+	rs.queue = newRoomQueue(rs.processBatch)
+	go rs.publisher.run()
+	if err := rs.serve(); err != nil {
+		rs.Close()
+		return nil, err
+	}
+	return rs, nil
+}
+
+func (rs *Roomserver) serve() error {
+	for _, err := range []error{
+		CreateRoom.Serve(rs.bus, rs.createRoom),
+		Membership.Serve(rs.bus, rs.membership),
+		SendEvent.Serve(rs.bus, rs.sendEvent),
+		QueryState.Serve(rs.bus, rs.queryState),
+		QueryEvent.Serve(rs.bus, rs.queryEvent),
+		ResolveAlias.Serve(rs.bus, rs.resolveAlias),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops taking requests, finishes the queued ones and publishes
+// what they committed. The bus subscriptions end when the bus closes.
+func (rs *Roomserver) Close() {
+	rs.queue.close()
+	rs.publisher.stop(10 * time.Second)
+}
+
+// Reader is the roomserver's own EventReader.
+func (rs *Roomserver) Reader() EventReader { return rs.reader }

@@ -1,0 +1,99 @@
+package syncapi
+
+import (
+	"encoding/json"
+
+	"github.com/chappe-matrix/chappe/roomserver"
+)
+
+// syncResponse is /sync's answer. Sections with nothing to say are sent as
+// empty objects and lists rather than left out: every client accepts them,
+// and some older ones fail on a missing key.
+type syncResponse struct {
+	NextBatch   string    `json:"next_batch"`
+	Rooms       syncRooms `json:"rooms"`
+	AccountData eventList `json:"account_data"`
+	Presence    eventList `json:"presence"`
+}
+
+type syncRooms struct {
+	Join   map[string]*joinedRoom  `json:"join"`
+	Invite map[string]*invitedRoom `json:"invite"`
+	Leave  map[string]*leftRoom    `json:"leave"`
+	Knock  map[string]*knockedRoom `json:"knock,omitempty"`
+}
+
+func newSyncResponse() *syncResponse {
+	return &syncResponse{
+		Rooms: syncRooms{
+			Join:   map[string]*joinedRoom{},
+			Invite: map[string]*invitedRoom{},
+			Leave:  map[string]*leftRoom{},
+			Knock:  map[string]*knockedRoom{},
+		},
+		AccountData: emptyEventList(),
+		Presence:    emptyEventList(),
+	}
+}
+
+// empty is true when the response tells the client nothing new: a waiting
+// sync keeps waiting.
+func (r *syncResponse) empty() bool {
+	return len(r.Rooms.Join)+len(r.Rooms.Invite)+len(r.Rooms.Leave)+len(r.Rooms.Knock) == 0
+}
+
+type joinedRoom struct {
+	Timeline    timeline   `json:"timeline"`
+	State       stateBatch `json:"state"`
+	AccountData eventList  `json:"account_data"`
+	Ephemeral   eventList  `json:"ephemeral"`
+	// Notification counts and the room summary are not computed yet; empty
+	// objects tell clients to work them out from the state themselves.
+	UnreadNotifications struct{} `json:"unread_notifications"`
+	Summary             struct{} `json:"summary"`
+}
+
+type leftRoom struct {
+	Timeline    timeline   `json:"timeline"`
+	State       stateBatch `json:"state"`
+	AccountData eventList  `json:"account_data"`
+}
+
+type invitedRoom struct {
+	InviteState strippedBatch `json:"invite_state"`
+}
+
+type knockedRoom struct {
+	KnockState strippedBatch `json:"knock_state"`
+}
+
+type timeline struct {
+	Events    []roomserver.ClientEvent `json:"events"`
+	Limited   bool                     `json:"limited"`
+	PrevBatch string                   `json:"prev_batch,omitempty"`
+}
+
+type stateBatch struct {
+	Events []roomserver.ClientEvent `json:"events"`
+}
+
+type strippedBatch struct {
+	Events []json.RawMessage `json:"events"`
+}
+
+// eventList is an EventBatch of events syncapi does not produce yet
+// (account data, presence, ephemeral events).
+type eventList struct {
+	Events []json.RawMessage `json:"events"`
+}
+
+func emptyEventList() eventList { return eventList{Events: []json.RawMessage{}} }
+
+// messagesResponse is /messages' answer; End is left out once there is
+// nothing further to read.
+type messagesResponse struct {
+	Start string                   `json:"start"`
+	End   string                   `json:"end,omitempty"`
+	Chunk []roomserver.ClientEvent `json:"chunk"`
+	State []roomserver.ClientEvent `json:"state,omitempty"`
+}
