@@ -43,8 +43,6 @@ func (r eventRef) resolve() int64 {
 
 func (r eventRef) isZero() bool { return r.nid == 0 && r.pending == nil }
 
-type txnKey struct{ sender, device, txnID string }
-
 // batch is a room's head as seen by the requests of one batch: the stored
 // head plus the events built so far, which later requests of the batch
 // build upon. Nothing here touches the database until commit.

@@ -90,6 +90,9 @@ func (rs *Roomserver) commit(ctx context.Context, c *commitRequest) error {
 		if !p.redacts.isZero() {
 			rs.events.remove(p.redacts.resolve())
 		}
+		if p.txnID != "" {
+			rs.txns.put(txnKey{string(p.pdu.SenderID()), p.deviceID, p.txnID}, p.pdu.EventID())
+		}
 		outs = append(outs, outputOf(h, p))
 	}
 	rs.publisher.enqueue(outs)

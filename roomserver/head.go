@@ -69,13 +69,24 @@ func (rs *Roomserver) event(ctx context.Context, version gomatrixserverlib.IRoom
 	if ev, ok := rs.events.get(nid); ok {
 		return ev, nil
 	}
-	var eventID string
-	var data []byte
-	err := rs.db.QueryRowContext(ctx, `SELECT event_id, json FROM rs_events WHERE event_nid = $1`, nid).Scan(&eventID, &data)
+	var (
+		eventID  string
+		data     []byte
+		redacted bool
+	)
+	err := rs.db.QueryRowContext(ctx, `SELECT event_id, json, redacted FROM rs_events WHERE event_nid = $1`, nid).
+		Scan(&eventID, &data, &redacted)
 	if err != nil {
 		return nil, fmt.Errorf("load event %d: %w", nid, err)
 	}
-	ev, err := version.NewEventFromTrustedJSONWithEventID(eventID, data, false)
+	if redacted {
+		// A redacted member event has lost its displayname: a repeated
+		// join must see that.
+		if data, err = version.RedactEventJSON(data); err != nil {
+			return nil, fmt.Errorf("redact event %s: %w", eventID, err)
+		}
+	}
+	ev, err := version.NewEventFromTrustedJSONWithEventID(eventID, data, redacted)
 	if err != nil {
 		return nil, fmt.Errorf("parse event %s: %w", eventID, err)
 	}

@@ -89,6 +89,20 @@ func (q *roomQueue) work(roomID string, w *roomWorker) {
 	}
 }
 
+// outside runs fn outside any room's order (a room being created has no
+// worker yet), counted as work in progress so that close waits for it.
+func (q *roomQueue) outside(fn func() error) error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return errShuttingDown
+	}
+	q.running.Add(1)
+	q.mu.Unlock()
+	defer q.running.Done()
+	return fn()
+}
+
 // close refuses new requests and waits for the queued ones.
 func (q *roomQueue) close() {
 	q.mu.Lock()

@@ -15,6 +15,20 @@ import (
 	"github.com/chappe-matrix/chappe/internal/sqlutil"
 )
 
+// How a request becomes stored events:
+//
+//   - roomserver.go: New wires the component to the bus and the database.
+//   - createroom*.go, membership.go, send.go, query.go: the endpoints.
+//   - queue.go: one worker per busy room; a room's queued requests form a
+//     batch, built in order (batch.go, build.go) and committed in one
+//     transaction (commit.go), which also assigns stream positions.
+//   - head.go, snapshots.go: a room's head (extremities, current state)
+//     and its state snapshots, stored as deltas.
+//   - publisher.go: the Output topic, in position order.
+//   - reader*.go, visibility.go, clientevent.go: the EventReader.
+//   - stateres*.go, v12fix.go: what the roomserver owns of the Matrix
+//     rules where gomatrixserverlib falls short.
+
 // Roomserver is the running component: it serves the endpoints of api.go
 // and is the only writer of the rs_ tables.
 type Roomserver struct {
@@ -30,13 +44,14 @@ type Roomserver struct {
 	publisher *publisher
 	metrics   *metrics
 
-	heads  *lru[string, *roomHead]                   // room heads, owned by room workers
+	heads  *lru[string, *roomHead]            // room heads, owned by room workers
 	events *lru[int64, gomatrixserverlib.PDU] // parsed state events, for auth
+	txns   *lru[txnKey, string]               // recently committed transactions
 
 	commitMu sync.Mutex // assigns positions and commits, in order
 	lastPos  int64      // guarded by commitMu
 
-	createMu sync.Mutex // serialises alias checks of concurrent createRoom calls
+	closeOnce sync.Once
 }
 
 var _ base.Component = (*Roomserver)(nil)
@@ -70,6 +85,7 @@ func New(ctx context.Context, b *base.Base) (*Roomserver, error) {
 		metrics:        newMetrics(b.Metrics),
 		heads:          newLRU[string, *roomHead](4096),
 		events:         newLRU[int64, gomatrixserverlib.PDU](50000),
+		txns:           newLRU[txnKey, string](txnCacheSize),
 	}
 	if rs.defaultVersion == "" {
 		rs.defaultVersion = string(gomatrixserverlib.RoomVersionV12)
@@ -103,10 +119,14 @@ func (rs *Roomserver) serve() error {
 }
 
 // Close stops taking requests, finishes the queued ones and publishes
-// what they committed. The bus subscriptions end when the bus closes.
+// what they committed. The endpoint subscriptions end only when the bus
+// closes (bus.Endpoint.Serve returns no handle): until then a closed
+// roomserver answers "shutting down", so close the bus after it.
 func (rs *Roomserver) Close() {
-	rs.queue.close()
-	rs.publisher.stop(10 * time.Second)
+	rs.closeOnce.Do(func() {
+		rs.queue.close()
+		rs.publisher.stop(10 * time.Second)
+	})
 }
 
 // Reader is the roomserver's own EventReader.

@@ -9,12 +9,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 
 	"github.com/chappe-matrix/chappe/internal/base"
 	"github.com/chappe-matrix/chappe/internal/bus"
 	"github.com/chappe-matrix/chappe/internal/httputil"
+	"github.com/chappe-matrix/chappe/internal/mxid"
 	"github.com/chappe-matrix/chappe/roomserver"
 )
 
@@ -81,6 +81,5 @@ func localTo(serverName string) func(string) bool {
 	if serverName == "" {
 		return func(string) bool { return true }
 	}
-	suffix := ":" + serverName
-	return func(userID string) bool { return strings.HasSuffix(userID, suffix) }
+	return func(userID string) bool { return mxid.ServerOf(userID) == serverName }
 }

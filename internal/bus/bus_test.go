@@ -144,13 +144,15 @@ func TestDurableConsumerResumesAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Stop()
+	restarted := time.Now()
+	defer func() { t.Logf("resumed %v after the restart", time.Since(restarted)) }()
 	for _, want := range []int{4, 5} {
 		select {
 		case got := <-rest:
 			if got != want {
 				t.Fatalf("after restart got %d, want %d (seen before: %v)", got, want, seen)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(ackWait + 10*time.Second):
 			t.Fatalf("no message %d after restart", want)
 		}
 	}

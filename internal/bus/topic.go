@@ -68,8 +68,10 @@ func (t Topic[T]) ConsumeDurable(ctx context.Context, b *Bus, durable string, h 
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		// One message in flight keeps the order through crashes: a message
 		// left unacknowledged by a dead process is redelivered (after
-		// AckWait) before any later one, never overtaken by it.
-		AckWait:       30 * time.Second,
+		// AckWait) before any later one, never overtaken by it. AckWait is
+		// short so that a restart resumes quickly; a slow handler keeps its
+		// message with InProgress heartbeats (deliver).
+		AckWait:       ackWait,
 		MaxAckPending: 1,
 	})
 	if err != nil {
@@ -91,72 +93,148 @@ func (t Topic[T]) ConsumeNew(ctx context.Context, b *Bus, h Handler[T]) (Subscri
 	return t.consume(b, cons, "ordered-"+t.Stream, h, false)
 }
 
+// consume runs the delivery loop. Durable consumers fetch in bounded pull
+// requests (fetchWait): on Stop the loop lets the current request expire
+// and hands back (Nak) whatever it brought, so no message is left pending
+// on a consumer that is gone and a restarted one resumes at once instead
+// of after AckWait. Ordered consumers have nothing to hand back.
 func (t Topic[T]) consume(b *Bus, cons jetstream.Consumer, name string, h Handler[T], ack bool) (Subscription, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		meta, err := msg.Metadata()
+	sub := &subscription{cancel: cancel, done: make(chan struct{}), untrack: func() { b.lag.untrack(name) }}
+	if ack {
+		go func() {
+			defer close(sub.done)
+			for ctx.Err() == nil {
+				// One message per pull request: a Nak while stopping
+				// must not be redelivered into a request still open.
+				batch, err := cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
+				if err != nil {
+					b.log.Warn("fetch failed", "stream", t.Stream, "consumer", name, "err", err)
+					sleepCtx(ctx, 250*time.Millisecond)
+					continue
+				}
+				for msg := range batch.Messages() {
+					t.deliver(ctx, b, msg, h, true)
+				}
+			}
+		}()
+	} else {
+		cc, err := cons.Consume(func(msg jetstream.Msg) { t.deliver(ctx, b, msg, h, false) })
 		if err != nil {
-			b.log.Error("message without metadata", "stream", t.Stream, "err", err)
-			return
+			cancel()
+			return nil, fmt.Errorf("consume %s: %w", t.Stream, err)
 		}
-		v := new(T)
-		if err := json.Unmarshal(msg.Data(), v); err != nil {
-			// A message that cannot be decoded never will be: skip it loudly.
-			b.log.Error("undecodable message skipped", "stream", t.Stream, "seq", meta.Sequence.Stream, "err", err)
-			if ack {
-				_ = msg.Ack()
-			}
-			return
-		}
-		for attempt := 0; ; attempt++ {
-			err = h(ctx, meta.Sequence.Stream, v)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				if ack {
-					_ = msg.Nak()
-				}
-				return
-			}
-			wait := min(time.Duration(1<<min(attempt, 8))*50*time.Millisecond, 10*time.Second)
-			b.log.Warn("stream handler failed, retrying", "stream", t.Stream, "seq", meta.Sequence.Stream, "attempt", attempt, "err", err)
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-			}
-			if ctx.Err() != nil {
-				if ack {
-					_ = msg.Nak() // redeliver at once to the next consumer
-				}
-				return
-			}
-			if ack {
-				_ = msg.InProgress()
-			}
-		}
-		if ack && err == nil {
-			if err := msg.Ack(); err != nil {
-				b.log.Warn("ack failed", "stream", t.Stream, "err", err)
-			}
-		}
-	})
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("consume %s: %w", t.Stream, err)
+		go func() {
+			<-ctx.Done()
+			cc.Stop()
+			close(sub.done)
+		}()
 	}
 	b.lag.track(name, t.Stream, cons)
-	return &subscription{cc: cc, cancel: cancel, stop: func() { b.lag.untrack(name) }}, nil
+	return sub, nil
+}
+
+const (
+	// fetchWait bounds a pull request, and so how long Stop waits.
+	fetchWait = time.Second
+	// ackWait is how long a delivered message may go unacknowledged
+	// before JetStream gives it again.
+	ackWait = 5 * time.Second
+)
+
+// heartbeat tells JetStream that msg is still being worked on, so that a
+// long handler does not see its message delivered a second time.
+func heartbeat(msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(ackWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_ = msg.InProgress()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// deliver hands one message to h, retrying h with back-off until it
+// succeeds or the subscription stops (then the message is handed back).
+func (t Topic[T]) deliver(ctx context.Context, b *Bus, msg jetstream.Msg, h Handler[T], ack bool) {
+	nak := func() {
+		if ack {
+			_ = msg.Nak()
+		}
+	}
+	if ctx.Err() != nil {
+		nak()
+		return
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		b.log.Error("message without metadata", "stream", t.Stream, "err", err)
+		nak()
+		return
+	}
+	v := new(T)
+	if err := json.Unmarshal(msg.Data(), v); err != nil {
+		// A message that cannot be decoded never will be: skip it loudly.
+		b.log.Error("undecodable message skipped", "stream", t.Stream, "seq", meta.Sequence.Stream, "err", err)
+		if ack {
+			_ = msg.Ack()
+		}
+		return
+	}
+	if ack {
+		stopBeat := heartbeat(msg)
+		defer stopBeat()
+	}
+	for attempt := 0; ; attempt++ {
+		err = h(ctx, meta.Sequence.Stream, v)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			nak()
+			return
+		}
+		wait := min(time.Duration(1<<min(attempt, 8))*50*time.Millisecond, 10*time.Second)
+		b.log.Warn("stream handler failed, retrying", "stream", t.Stream, "seq", meta.Sequence.Stream, "attempt", attempt, "err", err)
+		if !sleepCtx(ctx, wait) {
+			nak()
+			return
+		}
+	}
+	if ack {
+		if err := msg.Ack(); err != nil {
+			b.log.Warn("ack failed", "stream", t.Stream, "err", err)
+		}
+	}
+}
+
+// sleepCtx sleeps for d and reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-time.After(d):
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 type subscription struct {
-	cc     jetstream.ConsumeContext
-	cancel context.CancelFunc
-	stop   func()
+	cancel  context.CancelFunc
+	done    chan struct{}
+	untrack func()
 }
 
+// Stop ends delivery and returns once the loop has handed back what it
+// held.
 func (s *subscription) Stop() {
 	s.cancel()
-	s.cc.Stop()
-	s.stop()
+	<-s.done
+	s.untrack()
 }

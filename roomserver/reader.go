@@ -1,0 +1,218 @@
+package roomserver
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/chappe-matrix/chappe/internal/sqlutil"
+)
+
+// reader implements EventReader on the roomserver's tables. It only reads,
+// so any process may hold one on the shared database.
+type reader struct {
+	db        *sqlutil.DB
+	snapshots *snapshotCache
+	rooms     *lru[string, roomInfo]
+}
+
+// roomInfo is what never changes about a room.
+type roomInfo struct {
+	nid     int64
+	id      string
+	version gomatrixserverlib.IRoomVersion
+}
+
+// NewEventReader reads what the roomserver stored in db.
+func NewEventReader(db *sqlutil.DB) EventReader { return newReader(db) }
+
+func newReader(db *sqlutil.DB) *reader {
+	return &reader{db: db, snapshots: newSnapshotCache(db, 1024), rooms: newLRU[string, roomInfo](16384)}
+}
+
+var _ EventReader = (*reader)(nil)
+
+// room looks a room up; ok is false when it is unknown.
+func (r *reader) room(ctx context.Context, roomID string) (roomInfo, bool, error) {
+	if info, ok := r.rooms.get(roomID); ok {
+		return info, true, nil
+	}
+	info := roomInfo{id: roomID}
+	var version string
+	err := r.db.QueryRowContext(ctx, `SELECT room_nid, version FROM rs_rooms WHERE room_id = $1`, roomID).Scan(&info.nid, &version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return info, false, nil
+	}
+	if err != nil {
+		return info, false, fmt.Errorf("look up room %s: %w", roomID, err)
+	}
+	if info.version, err = gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(version)); err != nil {
+		return info, false, fmt.Errorf("room %s: %w", roomID, err)
+	}
+	r.rooms.put(roomID, info)
+	return info, true, nil
+}
+
+func (r *reader) MaxPos(ctx context.Context) (int64, error) {
+	var pos int64
+	if err := r.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_pos), 0) FROM rs_events`).Scan(&pos); err != nil {
+		return 0, fmt.Errorf("read max stream position: %w", err)
+	}
+	return pos, nil
+}
+
+// eventAtOrBefore finds roomNID's latest event at or before pos and the
+// snapshots before and after it.
+func (r *reader) eventAtOrBefore(ctx context.Context, roomNID, pos int64) (evPos, before, after int64, found bool, err error) {
+	err = r.db.QueryRowContext(ctx, `SELECT stream_pos, snapshot_before_nid, snapshot_nid FROM rs_events
+		WHERE room_nid = $1 AND stream_pos <= $2 ORDER BY stream_pos DESC LIMIT 1`, roomNID, pos).Scan(&evPos, &before, &after)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, 0, false, nil
+	}
+	if err != nil {
+		return 0, 0, 0, false, fmt.Errorf("find event at position %d: %w", pos, err)
+	}
+	return evPos, before, after, true, nil
+}
+
+func (r *reader) Events(ctx context.Context, roomID string, from, to int64, limit int, backwards bool) ([]StreamEvent, error) {
+	room, ok, err := r.room(ctx, roomID)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	query := eventSelect + `WHERE e.room_nid = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3 AND e.rejected = FALSE
+		ORDER BY e.stream_pos ASC LIMIT $4`
+	if backwards {
+		query = eventSelect + `WHERE e.room_nid = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3 AND e.rejected = FALSE
+		ORDER BY e.stream_pos DESC LIMIT $4`
+	}
+	rows, err := r.db.QueryContext(ctx, query, room.nid, from, to, limit)
+	if err != nil {
+		return nil, fmt.Errorf("events of %s: %w", roomID, err)
+	}
+	stored, err := scanEvents(rows)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StreamEvent, 0, len(stored))
+	for i := range stored {
+		ce, err := stored[i].clientEvent(room)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, StreamEvent{Pos: stored[i].pos, Event: ce, SenderDeviceID: stored[i].deviceID, TxnID: stored[i].txnID})
+	}
+	return out, nil
+}
+
+func (r *reader) StateAt(ctx context.Context, roomID string, pos int64) ([]ClientEvent, error) {
+	room, ok, err := r.room(ctx, roomID)
+	if err != nil || !ok {
+		return nil, err
+	}
+	_, _, after, found, err := r.eventAtOrBefore(ctx, room.nid, pos)
+	if err != nil || !found {
+		return nil, err
+	}
+	return r.snapshotEvents(ctx, room, after)
+}
+
+func (r *reader) StateBefore(ctx context.Context, roomID string, pos int64) ([]ClientEvent, error) {
+	room, ok, err := r.room(ctx, roomID)
+	if err != nil || !ok {
+		return nil, err
+	}
+	evPos, before, after, found, err := r.eventAtOrBefore(ctx, room.nid, pos)
+	if err != nil || !found {
+		return nil, err
+	}
+	if evPos == pos {
+		return r.snapshotEvents(ctx, room, before)
+	}
+	// No event of this room at pos: the state before pos is the state
+	// after the room's previous event.
+	return r.snapshotEvents(ctx, room, after)
+}
+
+// currentState returns the room's current state as a map.
+func (r *reader) currentState(ctx context.Context, room roomInfo) (stateMap, error) {
+	var snapshot int64
+	if err := r.db.QueryRowContext(ctx, `SELECT snapshot_nid FROM rs_rooms WHERE room_nid = $1`, room.nid).Scan(&snapshot); err != nil {
+		return nil, fmt.Errorf("current state of %s: %w", room.id, err)
+	}
+	return r.snapshots.state(ctx, snapshot)
+}
+
+// snapshotEvents returns a snapshot's events in client form, sorted by
+// (type, state_key).
+func (r *reader) snapshotEvents(ctx context.Context, room roomInfo, snapshot int64) ([]ClientEvent, error) {
+	state, err := r.snapshots.state(ctx, snapshot)
+	if err != nil {
+		return nil, err
+	}
+	return r.stateEvents(ctx, room, state, nil)
+}
+
+// stateEvents loads the events of a state in client form, sorted by
+// (type, state_key); keep, if set, selects the keys to load.
+func (r *reader) stateEvents(ctx context.Context, room roomInfo, state stateMap, keep func(stateKey) bool) ([]ClientEvent, error) {
+	nids := make([]int64, 0, len(state))
+	for k, nid := range state {
+		if keep == nil || keep(k) {
+			nids = append(nids, nid)
+		}
+	}
+	stored, err := r.eventsByNID(ctx, nids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ClientEvent, 0, len(stored))
+	for i := range stored {
+		ce, err := stored[i].clientEvent(room)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ce)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Type != out[j].Type {
+			return out[i].Type < out[j].Type
+		}
+		return *out[i].StateKey < *out[j].StateKey
+	})
+	return out, nil
+}
+
+// aliasRoom resolves a local alias ("" when unknown).
+func (r *reader) aliasRoom(ctx context.Context, alias string) (string, error) {
+	var roomID string
+	err := r.db.QueryRowContext(ctx, `SELECT room_id FROM rs_aliases WHERE alias = $1`, alias).Scan(&roomID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("resolve alias %s: %w", alias, err)
+	}
+	return roomID, nil
+}
+
+// txnEvent is the event a transaction already sent ("" if none).
+func (r *reader) txnEvent(ctx context.Context, sender, deviceID, txnID string) (string, error) {
+	var eventID string
+	err := r.db.QueryRowContext(ctx, `SELECT event_id FROM rs_txns WHERE sender = $1 AND device_id = $2 AND txn_id = $3`,
+		sender, deviceID, txnID).Scan(&eventID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up transaction %s: %w", txnID, err)
+	}
+	return eventID, nil
+}

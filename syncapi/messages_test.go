@@ -1,0 +1,120 @@
+package syncapi
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestMessagesDirections(t *testing.T) {
+	h := newHarness(t)
+	h.createRoom(roomA, alice, "Room")
+	for _, b := range []string{"m1", "m2", "m3"} {
+		h.message(roomA, alice, b)
+	}
+	// Without from: the latest events backwards, the first ones forwards.
+	back := h.messages(aliceTok, roomA, q("dir", "b", "limit", "2"))
+	if got := bodies(back.Chunk); !slices.Equal(got, []string{"m3", "m2"}) || back.End == "" {
+		t.Fatalf("backwards = %v end %q", got, back.End)
+	}
+	fwd := h.messages(aliceTok, roomA, q("dir", "f", "limit", "3"))
+	if got := bodies(fwd.Chunk); !slices.Equal(got, []string{"m.room.create", "m.room.member", "m.room.power_levels"}) {
+		t.Fatalf("forwards = %v", got)
+	}
+	if fwd.Start != "s0" || fwd.End == "" {
+		t.Fatalf("start %q end %q", fwd.Start, fwd.End)
+	}
+	more := h.messages(aliceTok, roomA, q("dir", "f", "from", fwd.End, "limit", "100"))
+	if got := bodies(more.Chunk); !slices.Equal(got, []string{"m.room.join_rules", "m.room.name", "m1", "m2", "m3"}) || more.End != "" {
+		t.Fatalf("forwards continued = %v end %q", got, more.End)
+	}
+	// A sync token works as from.
+	next := h.sync(aliceTok, nil).NextBatch
+	if got := bodies(h.messages(aliceTok, roomA, q("dir", "b", "from", next, "limit", "1")).Chunk); !slices.Equal(got, []string{"m3"}) {
+		t.Fatalf("from next_batch = %v", got)
+	}
+}
+
+func TestMessagesFilterAndLazyMembers(t *testing.T) {
+	h := newHarness(t)
+	h.createRoom(roomA, alice, "Room")
+	h.member(roomA, bob, bob, "join")
+	h.message(roomA, bob, "from bob")
+	h.message(roomA, alice, "from alice")
+
+	page := h.messages(aliceTok, roomA, q("dir", "b", "filter", `{"types":["m.room.message"],"senders":["@bob:test"],"lazy_load_members":true}`))
+	if got := bodies(page.Chunk); !slices.Equal(got, []string{"from bob"}) {
+		t.Fatalf("chunk = %v", got)
+	}
+	if len(page.State) != 1 || *page.State[0].StateKey != bob {
+		t.Fatalf("state = %v", page.State)
+	}
+
+	page = h.messages(aliceTok, roomA, q("dir", "b", "filter", `{"not_types":["m.room.*"]}`))
+	if len(page.Chunk) != 0 || page.State != nil {
+		t.Fatalf("not_types m.room.*: %v", bodies(page.Chunk))
+	}
+}
+
+func TestMessagesForbidden(t *testing.T) {
+	h := newHarness(t)
+	h.createRoom(roomA, alice, "Room")
+	status, body := h.get(carolTok, "/_matrix/client/v3/rooms/"+roomA+"/messages", q("dir", "b"))
+	wantError(t, status, body, 403, "M_FORBIDDEN")
+	// Invited is not joined.
+	h.member(roomA, alice, carol, "invite")
+	status, body = h.get(carolTok, "/_matrix/client/v3/rooms/"+roomA+"/messages", q("dir", "b"))
+	wantError(t, status, body, 403, "M_FORBIDDEN")
+	// An invite rejected: still never joined.
+	h.member(roomA, carol, carol, "leave")
+	status, body = h.get(carolTok, "/_matrix/client/v3/rooms/"+roomA+"/messages", q("dir", "b"))
+	wantError(t, status, body, 403, "M_FORBIDDEN")
+	// An unknown room.
+	status, body = h.get(aliceTok, "/_matrix/client/v3/rooms/!nowhere:test/messages", q("dir", "b"))
+	wantError(t, status, body, 403, "M_FORBIDDEN")
+}
+
+func TestBadParameters(t *testing.T) {
+	h := newHarness(t)
+	h.createRoom(roomA, alice, "Room")
+	const sync = "/_matrix/client/v3/sync"
+	const messages = "/_matrix/client/v3/rooms/" + roomA + "/messages"
+	for _, tc := range []struct {
+		name, path string
+		params     map[string]string
+		status     int
+		code       string
+	}{
+		{"since garbage", sync, map[string]string{"since": "garbage"}, 400, "M_INVALID_PARAM"},
+		{"since without number", sync, map[string]string{"since": "s"}, 400, "M_INVALID_PARAM"},
+		{"since negative", sync, map[string]string{"since": "s-1"}, 400, "M_INVALID_PARAM"},
+		{"timeout not a number", sync, map[string]string{"timeout": "soon"}, 400, "M_INVALID_PARAM"},
+		{"full_state not a boolean", sync, map[string]string{"full_state": "yes"}, 400, "M_INVALID_PARAM"},
+		{"set_presence unknown", sync, map[string]string{"set_presence": "busy"}, 400, "M_INVALID_PARAM"},
+		{"filter ID unknown", sync, map[string]string{"filter": "66696p746572"}, 400, "M_INVALID_PARAM"},
+		{"filter JSON broken", sync, map[string]string{"filter": `{"room":`}, 400, "M_INVALID_PARAM"},
+		{"filter wrong type", sync, map[string]string{"filter": `{"room":{"timeline":{"limit":"ten"}}}`}, 400, "M_INVALID_PARAM"},
+		{"filter negative limit", sync, map[string]string{"filter": `{"room":{"timeline":{"limit":-1}}}`}, 400, "M_INVALID_PARAM"},
+		{"dir missing", messages, nil, 400, "M_MISSING_PARAM"},
+		{"dir sideways", messages, map[string]string{"dir": "sideways"}, 400, "M_INVALID_PARAM"},
+		{"from garbage", messages, map[string]string{"dir": "b", "from": "t12_3"}, 400, "M_INVALID_PARAM"},
+		{"to garbage", messages, map[string]string{"dir": "b", "to": "x"}, 400, "M_INVALID_PARAM"},
+		{"limit negative", messages, map[string]string{"dir": "b", "limit": "-3"}, 400, "M_INVALID_PARAM"},
+		{"limit not a number", messages, map[string]string{"dir": "b", "limit": "many"}, 400, "M_INVALID_PARAM"},
+		{"filter not JSON", messages, map[string]string{"dir": "b", "filter": "abc"}, 400, "M_INVALID_PARAM"},
+		{"room ID malformed", "/_matrix/client/v3/rooms/notaroom/messages", map[string]string{"dir": "b"}, 400, "M_INVALID_PARAM"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			params := q()
+			for k, v := range tc.params {
+				params.Set(k, v)
+			}
+			status, body := h.get(aliceTok, tc.path, params)
+			wantError(t, status, body, tc.status, tc.code)
+		})
+	}
+	status, body := h.get("", sync, nil)
+	wantError(t, status, body, 401, "M_MISSING_TOKEN")
+
+	// Accepted: a negative timeout (no wait), presence values, lazy loading.
+	h.sync(aliceTok, q("timeout", "-5", "set_presence", "offline", "filter", `{"room":{"state":{"lazy_load_members":true}}}`))
+}
