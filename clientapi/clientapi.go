@@ -65,4 +65,7 @@ func (c *ClientAPI) routes(r *httputil.Router) {
 	r.Handle("GET "+v3+"/rooms/{roomId}/state/{eventType}", httputil.RequireAuth, c.getStateEvent)
 	r.Handle("GET "+v3+"/rooms/{roomId}/state/{eventType}/{stateKey...}", httputil.RequireAuth, c.getStateEvent)
 	r.Handle("GET "+v3+"/rooms/{roomId}/event/{eventId}", httputil.RequireAuth, c.getEvent)
+
+	c.accountRoutes(r) // routes_account.go: profile, devices, password, deactivation, tokens
+	c.roomRoutes(r)    // routes_rooms.go: directory, aliases, members, context, relations, upgrades
 }

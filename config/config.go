@@ -43,7 +43,27 @@ type Config struct {
 	NATS         NATS         `yaml:"nats"`
 	Registration Registration `yaml:"registration"`
 	Rooms        Rooms        `yaml:"rooms"`
+	Presence     Presence     `yaml:"presence"`
+	RateLimits   RateLimits   `yaml:"rate_limits"`
 	Logging      Logging      `yaml:"logging"`
+}
+
+type Presence struct {
+	// Enabled shares online/offline status; Tchap turns it off.
+	Enabled bool `yaml:"enabled"`
+}
+
+// RateLimits bounds how often one user (or, unauthenticated, one IP
+// address) may act. Each action is a token bucket: PerSecond refills it,
+// Burst is its size.
+type RateLimits struct {
+	Enabled bool                 `yaml:"enabled"`
+	Actions map[string]RateLimit `yaml:"actions"`
+}
+
+type RateLimit struct {
+	PerSecond float64 `yaml:"per_second"`
+	Burst     int     `yaml:"burst"`
 }
 
 type ClientAPI struct {
@@ -99,7 +119,23 @@ func Default() *Config {
 		Database:       Database{MaxOpenConns: 16},
 		NATS:           NATS{Replicas: 1},
 		Rooms:          Rooms{DefaultVersion: "12"},
+		Presence:       Presence{Enabled: true},
+		RateLimits:     RateLimits{Enabled: true, Actions: DefaultRateLimits()},
 		Logging:        Logging{Level: "info", Format: "text"},
+	}
+}
+
+// DefaultRateLimits are the per-action limits when none are configured.
+func DefaultRateLimits() map[string]RateLimit {
+	return map[string]RateLimit{
+		"login":        {PerSecond: 0.5, Burst: 5},
+		"register":     {PerSecond: 0.2, Burst: 3},
+		"message":      {PerSecond: 10, Burst: 50},
+		"create_room":  {PerSecond: 0.5, Burst: 10},
+		"invite":       {PerSecond: 1, Burst: 20},
+		"join":         {PerSecond: 1, Burst: 20},
+		"profile":      {PerSecond: 1, Burst: 10},
+		"media_upload": {PerSecond: 2, Burst: 20},
 	}
 }
 

@@ -59,6 +59,25 @@ rooms:
   # Room version of new rooms (1 to 12); the spec recommends 12.
   default_version: "12"
 
+presence:
+  # Share online/offline status with other users (Tchap turns it off).
+  enabled: true
+
+rate_limits:
+  # Per user (per IP address before login), one token bucket per action:
+  # per_second refills it, burst is its size. Over the limit: 429
+  # M_LIMIT_EXCEEDED with retry_after_ms.
+  enabled: true
+  actions:
+    login:        {per_second: 0.5, burst: 5}
+    register:     {per_second: 0.2, burst: 3}
+    message:      {per_second: 10, burst: 50}
+    create_room:  {per_second: 0.5, burst: 10}
+    invite:       {per_second: 1, burst: 20}
+    join:         {per_second: 1, burst: 20}
+    profile:      {per_second: 1, burst: 10}
+    media_upload: {per_second: 2, burst: 20}
+
 logging:
   level: info     # debug, info, warn, error
   format: text    # text or json

@@ -21,6 +21,9 @@ var (
 	QueryState   = bus.Endpoint[QueryStateRequest, QueryStateResponse]{Subject: "roomserver.query_state"}
 	QueryEvent   = bus.Endpoint[QueryEventRequest, QueryEventResponse]{Subject: "roomserver.query_event"}
 	ResolveAlias = bus.Endpoint[ResolveAliasRequest, ResolveAliasResponse]{Subject: "roomserver.resolve_alias"}
+	// QueryRoomsOfUser lists the rooms where a user's current membership
+	// is one of Memberships (all memberships when empty).
+	QueryRoomsOfUser = bus.Endpoint[QueryRoomsOfUserRequest, QueryRoomsOfUserResponse]{Subject: "roomserver.query_rooms_of_user"}
 )
 
 // Output is the stream of accepted events, in stream-position order.
@@ -129,6 +132,15 @@ type QueryEventRequest struct {
 
 type QueryEventResponse struct {
 	Event ClientEvent `json:"event"`
+}
+
+type QueryRoomsOfUserRequest struct {
+	UserID      string   `json:"user_id"`
+	Memberships []string `json:"memberships,omitempty"`
+}
+
+type QueryRoomsOfUserResponse struct {
+	Rooms []MembershipChange `json:"rooms"`
 }
 
 type ResolveAliasRequest struct {

@@ -3,6 +3,7 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -124,4 +125,22 @@ func (r *reader) historyVisibility(ctx context.Context, room roomInfo, state sta
 		return "shared", nil
 	}
 	return c.HistoryVisibility, nil
+}
+
+func (rs *Roomserver) queryRoomsOfUser(ctx context.Context, req *QueryRoomsOfUserRequest) (*QueryRoomsOfUserResponse, error) {
+	if req.UserID == "" {
+		return nil, mxerr.MissingParam("user_id is required")
+	}
+	memberships := req.Memberships
+	if len(memberships) == 0 {
+		memberships = []string{MembershipJoin, MembershipInvite, MembershipLeave, MembershipBan, MembershipKnock}
+	}
+	rooms, err := rs.reader.RoomsOfUser(ctx, req.UserID, memberships...)
+	if err != nil {
+		return nil, fmt.Errorf("rooms of %s: %w", req.UserID, err)
+	}
+	if rooms == nil {
+		rooms = []MembershipChange{}
+	}
+	return &QueryRoomsOfUserResponse{Rooms: rooms}, nil
 }

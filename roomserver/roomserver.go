@@ -110,6 +110,7 @@ func (rs *Roomserver) serve() error {
 		QueryState.Serve(rs.bus, rs.queryState),
 		QueryEvent.Serve(rs.bus, rs.queryEvent),
 		ResolveAlias.Serve(rs.bus, rs.resolveAlias),
+		QueryRoomsOfUser.Serve(rs.bus, rs.queryRoomsOfUser),
 	} {
 		if err != nil {
 			return err

@@ -68,6 +68,7 @@ func Config(t testing.TB, opts ...Option) *config.Config {
 	cfg.ClientAPI.Listen = "127.0.0.1:0"
 	cfg.Registration.SharedSecret = SharedSecret
 	cfg.Logging.Level = "warn"
+	cfg.RateLimits.Enabled = false // tests that need limits turn them on
 	if pg := os.Getenv("CHAPPE_TEST_POSTGRES"); pg != "" {
 		cfg.Database.URL = NewPostgresSchema(t, pg)
 	}
