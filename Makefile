@@ -3,7 +3,7 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: run build test test-embedded test-external bench lint
+.PHONY: run build test test-embedded test-external bench lint spec-coverage
 
 ## run: start a homeserver with nothing configured (SQLite + embedded NATS in ./chappe-data)
 run:
@@ -30,6 +30,10 @@ test-external:
 ## bench: the Go benchmarks (figures in docs/performance.md)
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+## spec-coverage: rewrite docs/spec-coverage.md from the spec in ../shared/matrix-spec
+spec-coverage:
+	$(GO) run ./cmd/spec-coverage -spec ../shared/matrix-spec -out docs/spec-coverage.md
 
 lint:
 	gofmt -l . | tee /dev/stderr | (! read)

@@ -8,8 +8,13 @@ import (
 	"github.com/chappe-matrix/chappe/userapi"
 )
 
+// loginFlows advertises password login and m.login.token, whose tokens a
+// logged-in device gets from /login/get_token (get_login_token).
 func (c *ClientAPI) loginFlows(*httputil.Request) (any, error) {
-	return map[string]any{"flows": []map[string]string{{"type": "m.login.password"}}}, nil
+	return map[string]any{"flows": []map[string]any{
+		{"type": "m.login.password"},
+		{"type": "m.login.token", "get_login_token": true},
+	}}, nil
 }
 
 type loginRequest struct {
@@ -20,8 +25,10 @@ type loginRequest struct {
 	} `json:"identifier"`
 	User                     string `json:"user"` // deprecated form
 	Password                 string `json:"password"`
+	Token                    string `json:"token"` // m.login.token
 	DeviceID                 string `json:"device_id"`
 	InitialDeviceDisplayName string `json:"initial_device_display_name"`
+	RefreshToken             bool   `json:"refresh_token"`
 }
 
 type loginResponse struct {
@@ -30,6 +37,9 @@ type loginResponse struct {
 	DeviceID    string `json:"device_id"`
 	HomeServer  string `json:"home_server"`
 	WellKnown   any    `json:"well_known,omitempty"`
+	// Set when the client asked for a refresh token.
+	RefreshToken string `json:"refresh_token,omitempty"`
+	ExpiresInMS  int64  `json:"expires_in_ms,omitempty"`
 }
 
 func (c *ClientAPI) login(req *httputil.Request) (any, error) {
@@ -37,7 +47,14 @@ func (c *ClientAPI) login(req *httputil.Request) (any, error) {
 	if err := httputil.DecodeJSON(req.Request, &body); err != nil {
 		return nil, err
 	}
-	if body.Type != "m.login.password" {
+	if err := checkDeviceFields(body.DeviceID, body.InitialDeviceDisplayName); err != nil {
+		return nil, err
+	}
+	switch body.Type {
+	case "m.login.password":
+	case "m.login.token":
+		return c.loginWithToken(req, &body)
+	default:
 		return nil, mxerr.New(400, "M_UNKNOWN", "unsupported login type %q", body.Type)
 	}
 	user := body.User
@@ -53,14 +70,12 @@ func (c *ClientAPI) login(req *httputil.Request) (any, error) {
 	if body.Password == "" {
 		return nil, mxerr.MissingParam("password is required")
 	}
-	if err := checkDeviceFields(body.DeviceID, body.InitialDeviceDisplayName); err != nil {
-		return nil, err
-	}
 	resp, err := userapi.Login.Call(req.Context(), c.bus, &userapi.LoginRequest{
 		User:               strings.TrimSpace(user),
 		Password:           body.Password,
 		DeviceID:           body.DeviceID,
 		InitialDisplayName: body.InitialDeviceDisplayName,
+		RefreshToken:       body.RefreshToken,
 	})
 	if err != nil {
 		return nil, err
@@ -75,6 +90,9 @@ func (c *ClientAPI) loginResult(resp *userapi.LoginResponse) loginResponse {
 		DeviceID:    resp.DeviceID,
 		HomeServer:  c.cfg.ServerName,
 		WellKnown:   map[string]any{"m.homeserver": map[string]string{"base_url": c.cfg.BaseURL()}},
+
+		RefreshToken: resp.RefreshToken,
+		ExpiresInMS:  resp.ExpiresInMS,
 	}
 }
 

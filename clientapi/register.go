@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
@@ -11,20 +12,20 @@ import (
 )
 
 type registerRequest struct {
-	Auth *struct {
-		Type    string `json:"type"`
-		Session string `json:"session"`
-	} `json:"auth"`
-	Username                 string `json:"username"`
-	Password                 string `json:"password"`
-	DeviceID                 string `json:"device_id"`
-	InitialDeviceDisplayName string `json:"initial_device_display_name"`
-	InhibitLogin             bool   `json:"inhibit_login"`
+	Auth                     *uiaAuth `json:"auth"`
+	Username                 string   `json:"username"`
+	Password                 string   `json:"password"`
+	DeviceID                 string   `json:"device_id"`
+	InitialDeviceDisplayName string   `json:"initial_device_display_name"`
+	InhibitLogin             bool     `json:"inhibit_login"`
+	RefreshToken             bool     `json:"refresh_token"`
 }
 
-// register is open registration with the m.login.dummy stage. It is off
-// unless registration.enabled is set; operators create accounts with the
-// CLI or the shared-secret endpoint instead.
+// register is open registration through user-interactive auth: the
+// m.login.dummy stage, or m.login.registration_token when
+// registration.require_token is set. It is off unless
+// registration.enabled is set; operators create accounts with the CLI or
+// the shared-secret endpoint instead.
 func (c *ClientAPI) register(req *httputil.Request) (any, error) {
 	switch kind := req.URL.Query().Get("kind"); kind {
 	case "", "user":
@@ -43,8 +44,8 @@ func (c *ClientAPI) register(req *httputil.Request) (any, error) {
 	if err := checkDeviceFields(body.DeviceID, body.InitialDeviceDisplayName); err != nil {
 		return nil, err
 	}
-	if len(body.Password) > 512 {
-		return nil, mxerr.InvalidParam("password is longer than 512 bytes")
+	if len(body.Password) > userapi.MaxPasswordBytes {
+		return nil, mxerr.InvalidParam("password is longer than %d bytes", userapi.MaxPasswordBytes)
 	}
 	if body.Username != "" {
 		// Name problems are reported before the auth stages, so a client
@@ -57,8 +58,9 @@ func (c *ClientAPI) register(req *httputil.Request) (any, error) {
 			return nil, mxerr.UserInUse("user ID already taken")
 		}
 	}
-	if body.Auth == nil || body.Auth.Type != "m.login.dummy" {
-		return nil, uiaChallenge(body.Auth != nil)
+	session, err := c.authenticate(req, body.Auth, c.registerUIA())
+	if err != nil {
+		return nil, err
 	}
 	localpart := body.Username
 	if localpart == "" {
@@ -70,7 +72,11 @@ func (c *ClientAPI) register(req *httputil.Request) (any, error) {
 		DeviceID:           body.DeviceID,
 		InitialDisplayName: body.InitialDeviceDisplayName,
 		InhibitLogin:       body.InhibitLogin,
+		RefreshToken:       body.RefreshToken,
 	})
+	if session.RegToken != "" {
+		c.releaseRegToken(req, session.RegToken, err == nil)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -80,18 +86,23 @@ func (c *ClientAPI) register(req *httputil.Request) (any, error) {
 	return c.loginResult(resp), nil
 }
 
-// uiaChallenge is the 401 that lists the stages a client must complete.
-func uiaChallenge(failedStage bool) *mxerr.Error {
-	e := mxerr.New(http.StatusUnauthorized, "M_FORBIDDEN", "authentication required")
-	if !failedStage {
-		e.Code, e.Message = "", ""
+// registerUIA is the registration flow the configuration asks for.
+func (c *ClientAPI) registerUIA() uiaSpec {
+	flows := [][]string{{stageDummy}}
+	if c.cfg.Registration.RequireToken {
+		flows = [][]string{{stageRegToken}}
 	}
-	e.Extra = map[string]any{
-		"flows":   []map[string]any{{"stages": []string{"m.login.dummy"}}},
-		"params":  map[string]any{},
-		"session": randomHex(12),
+	return uiaSpec{route: "POST /register", flows: flows}
+}
+
+// releaseRegToken ends the token reservation the session made: one use
+// counted if the account was created, given back otherwise. A failure only
+// skews the token's counters, so it is logged, not returned.
+func (c *ClientAPI) releaseRegToken(req *httputil.Request, token string, used bool) {
+	ctx := context.WithoutCancel(req.Context())
+	if _, err := userapi.ReleaseRegistrationToken.Call(ctx, c.bus, &userapi.ReleaseRegistrationTokenRequest{Token: token, Used: used}); err != nil {
+		req.Log.Warn("release registration token", "err", err, "used", used)
 	}
-	return e
 }
 
 func (c *ClientAPI) registerAvailable(req *httputil.Request) (any, error) {

@@ -39,11 +39,11 @@ func (c *ClientAPI) capabilities(*httputil.Request) (any, error) {
 	return map[string]any{
 		"capabilities": map[string]any{
 			"m.room_versions":   map[string]any{"default": c.cfg.Rooms.DefaultVersion, "available": available},
-			"m.change_password": map[string]bool{"enabled": false},
-			"m.set_displayname": map[string]bool{"enabled": false},
-			"m.set_avatar_url":  map[string]bool{"enabled": false},
+			"m.change_password": map[string]bool{"enabled": true},
+			"m.set_displayname": map[string]bool{"enabled": true},
+			"m.set_avatar_url":  map[string]bool{"enabled": true},
 			"m.3pid_changes":    map[string]bool{"enabled": false},
-			"m.get_login_token": map[string]bool{"enabled": false},
+			"m.get_login_token": map[string]bool{"enabled": true},
 			"m.profile_fields":  map[string]bool{"enabled": false},
 		},
 	}, nil

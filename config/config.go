@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -98,6 +99,15 @@ type Registration struct {
 	Enabled bool `yaml:"enabled"`
 	// SharedSecret enables /_synapse/admin/v1/register for operators' tools.
 	SharedSecret string `yaml:"shared_secret"`
+	// RequireToken makes open registration ask for a registration token
+	// (m.login.registration_token) that an admin created, instead of
+	// m.login.dummy.
+	RequireToken bool `yaml:"require_token"`
+	// RefreshableAccessTokenLifetime is how long an access token lives when
+	// the client asked for a refresh token (Synapse's key of that name).
+	RefreshableAccessTokenLifetime time.Duration `yaml:"refreshable_access_token_lifetime"`
+	// RefreshTokenLifetime bounds a refresh token's life; 0 is unlimited.
+	RefreshTokenLifetime time.Duration `yaml:"refresh_token_lifetime"`
 }
 
 type Rooms struct {
@@ -118,6 +128,7 @@ func Default() *Config {
 		ClientAPI:      ClientAPI{Listen: "127.0.0.1:8008", MaxBodyBytes: 10 << 20},
 		Database:       Database{MaxOpenConns: 16},
 		NATS:           NATS{Replicas: 1},
+		Registration:   Registration{RefreshableAccessTokenLifetime: 5 * time.Minute},
 		Rooms:          Rooms{DefaultVersion: "12"},
 		Presence:       Presence{Enabled: true},
 		RateLimits:     RateLimits{Enabled: true, Actions: DefaultRateLimits()},

@@ -54,6 +54,13 @@ registration:
   enabled: false
   # Enables /_synapse/admin/v1/register for operators' tools. Keep it secret.
   shared_secret: ""
+  # Open registration asks for a registration token created by an admin
+  # (/_synapse/admin/v1/registration_tokens) instead of m.login.dummy.
+  require_token: false
+  # Clients that ask for a refresh token get access tokens that expire after
+  # this long; refresh tokens expire after refresh_token_lifetime (0s: never).
+  refreshable_access_token_lifetime: 5m
+  refresh_token_lifetime: 0s
 
 rooms:
   # Room version of new rooms (1 to 12); the spec recommends 12.

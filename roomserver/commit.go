@@ -21,6 +21,7 @@ type commitRequest struct {
 	// For a room being created: its row and alias are inserted first.
 	newRoom bool
 	alias   *aliasRow
+	publish bool // list the new room in the public directory
 }
 
 type aliasRow struct{ alias, creator string }
@@ -72,6 +73,9 @@ func (rs *Roomserver) commit(ctx context.Context, c *commitRequest) error {
 			if err := applySideEffects(ctx, tx, h.nid, p); err != nil {
 				return err
 			}
+		}
+		if err := commitExtras(ctx, tx, c); err != nil { // commit_extras.go
+			return err
 		}
 		return updateRoomHead(ctx, tx, h.nid, snapshot, chainLen, c.extremities, c.depth)
 	})

@@ -54,7 +54,7 @@ func (rs *Roomserver) createRoom(ctx context.Context, req *CreateRoomRequest) (*
 		}
 		return rs.commit(ctx, &commitRequest{
 			head: h, events: b.events, extremities: b.extremities, depth: b.depth,
-			newRoom: true, alias: alias,
+			newRoom: true, alias: alias, publish: req.Visibility == VisibilityPublic,
 		})
 	})
 	if err != nil {

@@ -76,6 +76,9 @@ func (rs *Roomserver) queryEvent(ctx context.Context, req *QueryEventRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	if err := rs.reader.bundle(ctx, room, req.UserID, []*ClientEvent{&ev}); err != nil {
+		return nil, err
+	}
 	return &QueryEventResponse{Event: ev}, nil
 }
 

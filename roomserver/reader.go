@@ -65,6 +65,26 @@ func (r *reader) MaxPos(ctx context.Context) (int64, error) {
 	return pos, nil
 }
 
+// storedRange reads the events of a room with from < pos <= to: the first
+// limit in ascending order, or with backwards the last limit in
+// descending order (limit <= 0: all).
+func (r *reader) storedRange(ctx context.Context, room roomInfo, from, to int64, limit int, backwards bool) ([]storedEvent, error) {
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	query := eventSelect + `WHERE e.room_nid = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3 AND e.rejected = FALSE
+		ORDER BY e.stream_pos ASC LIMIT $4`
+	if backwards {
+		query = eventSelect + `WHERE e.room_nid = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3 AND e.rejected = FALSE
+		ORDER BY e.stream_pos DESC LIMIT $4`
+	}
+	rows, err := r.db.QueryContext(ctx, query, room.nid, from, to, limit)
+	if err != nil {
+		return nil, fmt.Errorf("events of %s: %w", room.id, err)
+	}
+	return scanEvents(rows)
+}
+
 // eventAtOrBefore finds roomNID's latest event at or before pos and the
 // snapshots before and after it.
 func (r *reader) eventAtOrBefore(ctx context.Context, roomNID, pos int64) (evPos, before, after int64, found bool, err error) {
@@ -84,20 +104,7 @@ func (r *reader) Events(ctx context.Context, roomID string, from, to int64, limi
 	if err != nil || !ok {
 		return nil, err
 	}
-	if limit <= 0 {
-		limit = 1 << 30
-	}
-	query := eventSelect + `WHERE e.room_nid = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3 AND e.rejected = FALSE
-		ORDER BY e.stream_pos ASC LIMIT $4`
-	if backwards {
-		query = eventSelect + `WHERE e.room_nid = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3 AND e.rejected = FALSE
-		ORDER BY e.stream_pos DESC LIMIT $4`
-	}
-	rows, err := r.db.QueryContext(ctx, query, room.nid, from, to, limit)
-	if err != nil {
-		return nil, fmt.Errorf("events of %s: %w", roomID, err)
-	}
-	stored, err := scanEvents(rows)
+	stored, err := r.storedRange(ctx, room, from, to, limit, backwards)
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +115,14 @@ func (r *reader) Events(ctx context.Context, roomID string, from, to int64, limi
 			return nil, err
 		}
 		out = append(out, StreamEvent{Pos: stored[i].pos, Event: ce, SenderDeviceID: stored[i].deviceID, TxnID: stored[i].txnID})
+	}
+	ptrs := make([]*ClientEvent, len(out))
+	for i := range out {
+		ptrs[i] = &out[i].Event
+	}
+	// Who reads is unknown here: see bundle for current_user_participated.
+	if err := r.bundle(ctx, room, "", ptrs); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

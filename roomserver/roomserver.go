@@ -67,6 +67,12 @@ func New(ctx context.Context, b *base.Base) (*Roomserver, error) {
 	if err := b.DB.Migrate(ctx, "roomserver", migrations); err != nil {
 		return nil, err
 	}
+	if err := b.DB.Migrate(ctx, "roomserver_relations", relationMigrations); err != nil {
+		return nil, err
+	}
+	if err := b.DB.Migrate(ctx, "roomserver_rooms", roomMigrations); err != nil {
+		return nil, err
+	}
 	if err := Output.Ensure(ctx, b.Bus); err != nil {
 		return nil, err
 	}
@@ -111,6 +117,33 @@ func (rs *Roomserver) serve() error {
 		QueryEvent.Serve(rs.bus, rs.queryEvent),
 		ResolveAlias.Serve(rs.bus, rs.resolveAlias),
 		QueryRoomsOfUser.Serve(rs.bus, rs.queryRoomsOfUser),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return rs.serveRooms() // api_rooms.go's endpoints
+}
+
+func (rs *Roomserver) serveRooms() error {
+	for _, err := range []error{
+		SetAlias.Serve(rs.bus, rs.setAlias),
+		DeleteAlias.Serve(rs.bus, rs.deleteAlias),
+		QueryAliases.Serve(rs.bus, rs.queryAliases),
+		QueryVisibility.Serve(rs.bus, rs.queryVisibility),
+		SetVisibility.Serve(rs.bus, rs.setVisibility),
+		PublicRooms.Serve(rs.bus, rs.publicRooms),
+		QueryMembers.Serve(rs.bus, rs.queryMembers),
+		QueryJoinedMembers.Serve(rs.bus, rs.queryJoinedMembers),
+		Forget.Serve(rs.bus, rs.forget),
+		QueryForgotten.Serve(rs.bus, rs.queryForgotten),
+		QueryContext.Serve(rs.bus, rs.queryContext),
+		TimestampToEvent.Serve(rs.bus, rs.timestampToEvent),
+		QueryRelations.Serve(rs.bus, rs.queryRelations),
+		QueryThreads.Serve(rs.bus, rs.queryThreads),
+		UpgradeRoom.Serve(rs.bus, rs.upgradeRoom),
+		QueryHierarchy.Serve(rs.bus, rs.queryHierarchy),
+		Report.Serve(rs.bus, rs.report),
 	} {
 		if err != nil {
 			return err

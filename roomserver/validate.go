@@ -2,7 +2,9 @@ package roomserver
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -32,3 +34,5 @@ func domainOf(id string) string {
 	}
 	return ""
 }
+
+func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }

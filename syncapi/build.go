@@ -17,37 +17,51 @@ const maxParallelRooms = 8
 
 // syncBuilder builds one /sync response for the range (since, now].
 type syncBuilder struct {
+	api    *SyncAPI
 	reader roomserver.EventReader
 	req    *syncRequest
 	userID string
-	now    int64
+	now    streamPos
 	limit  int
 	format formatter
 
-	mu   sync.Mutex // guards resp: rooms are built in parallel
-	resp *syncResponse
+	// joinedNow are the rooms (wanted by the filter) where the user is
+	// joined as of now: they get account data and ephemeral events.
+	joinedNow map[string]bool
+
+	mu    sync.Mutex // guards resp and fresh: rooms are built in parallel
+	resp  *syncResponse
+	fresh map[string]bool // rooms sent from their start: initial or new join
 }
 
 // roomJob reads one room and adds it to the response.
 type roomJob func(ctx context.Context) error
 
-func (s *SyncAPI) buildSync(ctx context.Context, req *syncRequest, now int64) (*syncResponse, error) {
+func (s *SyncAPI) buildSync(ctx context.Context, req *syncRequest, now streamPos) (*syncResponse, error) {
 	b := &syncBuilder{
-		reader: s.reader,
-		req:    req,
-		userID: req.device.UserID,
-		now:    now,
-		limit:  req.filter.timelineLimit(),
-		format: newFormatter(req.device, false),
-		resp:   newSyncResponse(),
+		api:       s,
+		reader:    s.reader,
+		req:       req,
+		userID:    req.device.UserID,
+		now:       now,
+		limit:     req.filter.timelineLimit(),
+		format:    newFormatter(req.device, false),
+		resp:      newSyncResponse(),
+		joinedNow: map[string]bool{},
+		fresh:     map[string]bool{},
 	}
+	b.resp.NextBatch = now.String()
 	var jobs []roomJob
 	var err error
 	switch {
-	case !req.initial && !req.fullState && now <= req.since:
+	case !req.initial && !req.fullState && !now.after(req.since):
 		// Nothing at all was stored since the client's token: no query.
+		return b.resp, nil
 	case req.initial:
 		jobs, err = b.initialJobs(ctx)
+	case !req.fullState && now.Room <= req.since.Room:
+		// No room event: only account data, receipts, typing or presence.
+		err = b.loadJoined(ctx)
 	default:
 		jobs, err = b.incrementalJobs(ctx)
 	}
@@ -57,8 +71,24 @@ func (s *SyncAPI) buildSync(ctx context.Context, req *syncRequest, now int64) (*
 	if err := runParallel(ctx, maxParallelRooms, jobs); err != nil {
 		return nil, err
 	}
-	b.resp.NextBatch = formatToken(now)
+	if err := b.addExtras(ctx); err != nil {
+		return nil, err
+	}
 	return b.resp, nil
+}
+
+// loadJoined fills joinedNow.
+func (b *syncBuilder) loadJoined(ctx context.Context) error {
+	joined, err := b.membershipsAt(ctx, roomserver.MembershipJoin)
+	if err != nil {
+		return err
+	}
+	for roomID := range joined {
+		if b.req.filter.wantRoom(roomID) {
+			b.joinedNow[roomID] = true
+		}
+	}
+	return nil
 }
 
 // initialJobs covers every room the user is in as of now, with rooms left
@@ -79,6 +109,7 @@ func (b *syncBuilder) initialJobs(ctx context.Context) ([]roomJob, error) {
 		}
 		switch m.Membership {
 		case roomserver.MembershipJoin:
+			b.joinedNow[roomID] = true
 			jobs = append(jobs, b.joined(roomID, 0, true))
 		case roomserver.MembershipInvite:
 			jobs = append(jobs, b.invited(roomID, false))
@@ -98,7 +129,7 @@ func (b *syncBuilder) initialJobs(ctx context.Context) ([]roomJob, error) {
 // incrementalJobs covers the rooms with news in (since, now]: the rooms
 // joined throughout with new events, and the rooms whose membership changed.
 func (b *syncBuilder) incrementalJobs(ctx context.Context) ([]roomJob, error) {
-	list, err := b.reader.MembershipChanges(ctx, b.userID, b.req.since, b.now)
+	list, err := b.reader.MembershipChanges(ctx, b.userID, b.req.since.Room, b.now.Room)
 	if err != nil {
 		return nil, err
 	}
@@ -113,8 +144,12 @@ func (b *syncBuilder) incrementalJobs(ctx context.Context) ([]roomJob, error) {
 	}
 	var jobs []roomJob
 	for roomID := range joined {
-		if _, ok := changed[roomID]; !ok && b.req.filter.wantRoom(roomID) {
-			jobs = append(jobs, b.joined(roomID, b.req.since, b.req.fullState))
+		if !b.req.filter.wantRoom(roomID) {
+			continue
+		}
+		b.joinedNow[roomID] = true
+		if _, ok := changed[roomID]; !ok {
+			jobs = append(jobs, b.joined(roomID, b.req.since.Room, b.req.fullState))
 		}
 	}
 	for roomID, c := range changed {
@@ -123,6 +158,7 @@ func (b *syncBuilder) incrementalJobs(ctx context.Context) ([]roomJob, error) {
 		}
 		switch c.last().Membership {
 		case roomserver.MembershipJoin:
+			b.joinedNow[roomID] = true
 			jobs = append(jobs, b.joinChanged(roomID, c))
 		case roomserver.MembershipInvite:
 			jobs = append(jobs, b.invited(roomID, false))
@@ -145,7 +181,7 @@ func (b *syncBuilder) membershipsAt(ctx context.Context, memberships ...string) 
 	if err != nil {
 		return nil, err
 	}
-	later, err := b.reader.MembershipChanges(ctx, b.userID, b.now, math.MaxInt64)
+	later, err := b.reader.MembershipChanges(ctx, b.userID, b.now.Room, math.MaxInt64)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +195,7 @@ func (b *syncBuilder) membershipsAt(ctx context.Context, memberships ...string) 
 			continue
 		}
 		redone[c.RoomID] = true
-		m, err := b.reader.MembershipAt(ctx, c.RoomID, b.userID, b.now)
+		m, err := b.reader.MembershipAt(ctx, c.RoomID, b.userID, b.now.Room)
 		if err != nil {
 			return nil, err
 		}

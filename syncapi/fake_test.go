@@ -172,3 +172,15 @@ func membershipOf(ev roomserver.ClientEvent) string {
 	_ = json.Unmarshal(ev.Content, &c)
 	return c.Membership
 }
+
+// event finds an event of roomID by ID.
+func (f *fakeReader) event(roomID, eventID string) (roomserver.ClientEvent, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ev := range f.events {
+		if ev.Event.RoomID == roomID && ev.Event.EventID == eventID {
+			return ev.Event, true
+		}
+	}
+	return roomserver.ClientEvent{}, false
+}

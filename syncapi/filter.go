@@ -16,15 +16,23 @@ const (
 	maxTimelineLimit     = 100
 )
 
-// syncFilter is the part of the spec's Filter that /sync applies.
+// syncFilter is the spec's Filter, the part of it /sync applies.
 //
-// Applied: room.rooms, room.not_rooms, room.include_leave and
-// room.timeline.limit. Accepted and ignored: room.state.lazy_load_members
-// (the spec lets a server send redundant member events, and sending the
-// whole state is that), the other event filters, event_fields and
-// event_format.
+// Applied: room.rooms, room.not_rooms, room.include_leave; for
+// room.timeline, room.state, room.ephemeral and room.account_data: types,
+// not_types, rooms, not_rooms, and senders, not_senders where events have
+// a sender; room.timeline.limit and contains_url; room.state's
+// lazy_load_members (include_redundant_members is accepted: redundant
+// members are always sent, which the spec allows); account_data and
+// presence: types, not_types, senders, not_senders, limit. Accepted and
+// ignored: event_fields, event_format (always "client"),
+// unread_thread_notifications.
 type syncFilter struct {
-	Room struct {
+	EventFields []string    `json:"event_fields,omitempty"`
+	EventFormat string      `json:"event_format,omitempty"`
+	AccountData eventFilter `json:"account_data"`
+	Presence    eventFilter `json:"presence"`
+	Room        struct {
 		// Rooms is nil when absent (every room) and empty when "[]" (no
 		// room): encoding/json keeps that difference.
 		Rooms        []string        `json:"rooms"`
@@ -32,40 +40,70 @@ type syncFilter struct {
 		IncludeLeave bool            `json:"include_leave"`
 		Timeline     roomEventFilter `json:"timeline"`
 		State        roomEventFilter `json:"state"`
+		Ephemeral    roomEventFilter `json:"ephemeral"`
+		AccountData  roomEventFilter `json:"account_data"`
 	} `json:"room"`
 }
 
-// roomEventFilter is the spec's RoomEventFilter. /messages applies types,
-// not_types, senders, not_senders, contains_url and lazy_load_members;
-// /sync only reads limit.
-type roomEventFilter struct {
-	Limit                   *int     `json:"limit"`
-	Types                   []string `json:"types"` // nil: every type
-	NotTypes                []string `json:"not_types"`
-	Senders                 []string `json:"senders"` // nil: every sender
-	NotSenders              []string `json:"not_senders"`
-	ContainsURL             *bool    `json:"contains_url"`
-	LazyLoadMembers         bool     `json:"lazy_load_members"`
-	IncludeRedundantMembers bool     `json:"include_redundant_members"`
+// eventFilter is the spec's EventFilter.
+type eventFilter struct {
+	Limit      *int     `json:"limit"`
+	Types      []string `json:"types"` // nil: every type
+	NotTypes   []string `json:"not_types"`
+	Senders    []string `json:"senders"` // nil: every sender
+	NotSenders []string `json:"not_senders"`
 }
 
-// parseSyncFilter reads /sync's filter parameter. The spec tells inline
-// JSON from a filter ID by the leading "{".
-func parseSyncFilter(v string) (*syncFilter, error) {
+// roomEventFilter is the spec's RoomEventFilter. /messages applies types,
+// not_types, senders, not_senders, contains_url and lazy_load_members.
+type roomEventFilter struct {
+	eventFilter
+	Rooms                     []string `json:"rooms"` // nil: every room
+	NotRooms                  []string `json:"not_rooms"`
+	ContainsURL               *bool    `json:"contains_url"`
+	LazyLoadMembers           bool     `json:"lazy_load_members"`
+	IncludeRedundantMembers   bool     `json:"include_redundant_members"`
+	UnreadThreadNotifications bool     `json:"unread_thread_notifications"`
+}
+
+// decodeFilter reads a Filter and checks what the spec constrains; every
+// problem is M_BAD_JSON for the filter API and M_INVALID_PARAM for /sync
+// (bad builds the error).
+func decodeFilter(data []byte, bad func(format string, args ...any) *mxerr.Error) (*syncFilter, error) {
 	f := &syncFilter{}
-	if v == "" {
-		return f, nil
+	if err := json.Unmarshal(data, f); err != nil {
+		return nil, bad("not a valid filter: %v", err)
 	}
-	if !strings.HasPrefix(v, "{") {
-		// Stored filters need POST /user/{userId}/filter, which Chappe does
-		// not serve yet: no filter ID can be known.
-		return nil, mxerr.InvalidParam("filter: unknown filter ID %q (pass the filter as inline JSON)", v)
+	switch f.EventFormat {
+	case "", "client", "federation":
+	default:
+		return nil, bad("event_format must be client or federation")
 	}
-	if err := json.Unmarshal([]byte(v), f); err != nil {
-		return nil, mxerr.InvalidParam("filter: not a valid filter: %v", err)
+	checks := map[string]*eventFilter{
+		"account_data": &f.AccountData, "presence": &f.Presence,
+		"room.timeline": &f.Room.Timeline.eventFilter, "room.state": &f.Room.State.eventFilter,
+		"room.ephemeral": &f.Room.Ephemeral.eventFilter, "room.account_data": &f.Room.AccountData.eventFilter,
 	}
-	if l := f.Room.Timeline.Limit; l != nil && *l < 0 {
-		return nil, mxerr.InvalidParam("filter: room.timeline.limit must not be negative")
+	for name, ef := range checks {
+		if ef.Limit != nil && *ef.Limit < 0 {
+			return nil, bad("%s.limit must not be negative", name)
+		}
+		for _, u := range append(slices.Clone(ef.Senders), ef.NotSenders...) {
+			if !strings.HasPrefix(u, "@") {
+				return nil, bad("%s: %q is not a user ID", name, u)
+			}
+		}
+	}
+	for _, list := range [][]string{
+		f.Room.Rooms, f.Room.NotRooms, f.Room.Timeline.Rooms, f.Room.Timeline.NotRooms,
+		f.Room.State.Rooms, f.Room.State.NotRooms, f.Room.Ephemeral.Rooms, f.Room.Ephemeral.NotRooms,
+		f.Room.AccountData.Rooms, f.Room.AccountData.NotRooms,
+	} {
+		for _, r := range list {
+			if !strings.HasPrefix(r, "!") {
+				return nil, bad("%q is not a room ID", r)
+			}
+		}
 	}
 	return f, nil
 }
@@ -80,10 +118,14 @@ func (f *syncFilter) timelineLimit() int {
 
 // wantRoom applies rooms and not_rooms.
 func (f *syncFilter) wantRoom(roomID string) bool {
-	if slices.Contains(f.Room.NotRooms, roomID) {
+	return roomAllowed(f.Room.Rooms, f.Room.NotRooms, roomID)
+}
+
+func roomAllowed(rooms, notRooms []string, roomID string) bool {
+	if slices.Contains(notRooms, roomID) {
 		return false
 	}
-	return f.Room.Rooms == nil || slices.Contains(f.Room.Rooms, roomID)
+	return rooms == nil || slices.Contains(rooms, roomID)
 }
 
 // parseRoomEventFilter reads /messages' filter parameter, always inline JSON.
@@ -100,22 +142,46 @@ func parseRoomEventFilter(v string) (*roomEventFilter, error) {
 
 // matches says whether ev passes the type, sender and URL conditions.
 func (f *roomEventFilter) matches(ev *roomserver.ClientEvent) bool {
-	if slices.Contains(f.NotSenders, ev.Sender) {
-		return false
-	}
-	if f.Senders != nil && !slices.Contains(f.Senders, ev.Sender) {
-		return false
-	}
-	if slices.ContainsFunc(f.NotTypes, func(p string) bool { return globMatch(p, ev.Type) }) {
-		return false
-	}
-	if f.Types != nil && !slices.ContainsFunc(f.Types, func(p string) bool { return globMatch(p, ev.Type) }) {
+	if !f.eventFilter.matches(ev.Type, ev.Sender) {
 		return false
 	}
 	if f.ContainsURL != nil && hasURL(ev.Content) != *f.ContainsURL {
 		return false
 	}
 	return true
+}
+
+// wantRoom applies the filter's own rooms and not_rooms.
+func (f *roomEventFilter) wantRoom(roomID string) bool {
+	return roomAllowed(f.Rooms, f.NotRooms, roomID)
+}
+
+// matches applies types and senders; sender "" (ephemeral and account data
+// events have none) passes the sender conditions.
+func (f *eventFilter) matches(typ, sender string) bool {
+	if sender != "" {
+		if slices.Contains(f.NotSenders, sender) {
+			return false
+		}
+		if f.Senders != nil && !slices.Contains(f.Senders, sender) {
+			return false
+		}
+	}
+	if slices.ContainsFunc(f.NotTypes, func(p string) bool { return globMatch(p, typ) }) {
+		return false
+	}
+	if f.Types != nil && !slices.ContainsFunc(f.Types, func(p string) bool { return globMatch(p, typ) }) {
+		return false
+	}
+	return true
+}
+
+// limit cuts n events to the filter's limit.
+func (f *eventFilter) limit(n int) int {
+	if f.Limit != nil {
+		return min(n, *f.Limit)
+	}
+	return n
 }
 
 func hasURL(content json.RawMessage) bool {
@@ -146,4 +212,9 @@ func globMatch(pattern, s string) bool {
 		s = s[i+len(p):]
 	}
 	return strings.HasSuffix(s, last)
+}
+
+// filters says whether the filter may drop events (for how far to read).
+func (f *roomEventFilter) filters() bool {
+	return f.Types != nil || len(f.NotTypes) > 0 || f.Senders != nil || len(f.NotSenders) > 0 || f.ContainsURL != nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/chappe-matrix/chappe/internal/base"
 	"github.com/chappe-matrix/chappe/internal/bus"
 	"github.com/chappe-matrix/chappe/internal/httputil"
+	"github.com/chappe-matrix/chappe/internal/mxerr"
+	"github.com/chappe-matrix/chappe/internal/sqlutil"
 	"github.com/chappe-matrix/chappe/roomserver"
 	"github.com/chappe-matrix/chappe/userapi"
 )
@@ -34,6 +37,8 @@ type harness struct {
 	url     string
 	devices map[string]*userapi.Device // access token → device
 	nextID  atomic.Int64
+	// noPresence turns presence.enabled off (newHarnessWith).
+	noPresence bool
 }
 
 const (
@@ -54,8 +59,13 @@ const (
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, false)
+}
+
+func newHarnessWith(t *testing.T, noPresence bool) *harness {
+	t.Helper()
 	ctx := context.Background()
-	h := &harness{t: t, reader: &fakeReader{}, devices: map[string]*userapi.Device{
+	h := &harness{t: t, reader: &fakeReader{}, noPresence: noPresence, devices: map[string]*userapi.Device{
 		aliceTok:  {UserID: alice, DeviceID: "ALICEDESK"},
 		alice2Tok: {UserID: alice, DeviceID: "ALICEPHONE"},
 		bobTok:    {UserID: bob, DeviceID: "BOB"},
@@ -73,8 +83,24 @@ func newHarness(t *testing.T) *harness {
 	}
 	resolve := func(_ context.Context, token string) (*userapi.Device, error) { return h.devices[token], nil }
 	router := httputil.NewRouter(slog.Default(), resolve, 1<<20, prometheus.NewRegistry())
-	cfg := &config.Config{ServerName: "test"}
-	api, err := New(ctx, &base.Base{Config: cfg, Bus: b, Log: slog.Default(), Router: router}, h.reader)
+	db, err := sqlutil.Open(ctx, filepath.Join(t.TempDir(), "sync.db"), sqlutil.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	// The roomserver's QueryEvent, which receipts use, answered from the
+	// fake reader.
+	err = roomserver.QueryEvent.Serve(b, func(_ context.Context, req *roomserver.QueryEventRequest) (*roomserver.QueryEventResponse, error) {
+		if ev, ok := h.reader.event(req.RoomID, req.EventID); ok {
+			return &roomserver.QueryEventResponse{Event: ev}, nil
+		}
+		return nil, mxerr.NotFound("event %s not found", req.EventID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{ServerName: "test", Presence: config.Presence{Enabled: !h.noPresence}}
+	api, err := New(ctx, &base.Base{Config: cfg, DB: db, Bus: b, Log: slog.Default(), Router: router}, h.reader)
 	if err != nil {
 		t.Fatal(err)
 	}

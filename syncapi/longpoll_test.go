@@ -128,14 +128,14 @@ func TestNotifierRemembersEventsBeforeWait(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	woken, stop := n.wait(bob, msgPos-1) // read the position before the message
+	woken, stop := n.wait(bob, streamPos{Room: msgPos - 1}) // read the position before the message
 	defer stop()
 	select {
 	case <-woken:
 	default:
 		t.Fatal("a sync that has not seen the message was not woken")
 	}
-	upToDate, stop2 := n.wait(bob, msgPos)
+	upToDate, stop2 := n.wait(bob, streamPos{Room: msgPos})
 	select {
 	case <-upToDate:
 		t.Fatal("a sync that has seen the message was woken")

@@ -39,7 +39,8 @@ func newSyncResponse() *syncResponse {
 // empty is true when the response tells the client nothing new: a waiting
 // sync keeps waiting.
 func (r *syncResponse) empty() bool {
-	return len(r.Rooms.Join)+len(r.Rooms.Invite)+len(r.Rooms.Leave)+len(r.Rooms.Knock) == 0
+	return len(r.Rooms.Join)+len(r.Rooms.Invite)+len(r.Rooms.Leave)+len(r.Rooms.Knock)+
+		len(r.AccountData.Events)+len(r.Presence.Events) == 0
 }
 
 type joinedRoom struct {
@@ -51,6 +52,10 @@ type joinedRoom struct {
 	// objects tell clients to work them out from the state themselves.
 	UnreadNotifications struct{} `json:"unread_notifications"`
 	Summary             struct{} `json:"summary"`
+}
+
+func newJoinedRoom(tl timeline, state stateBatch) *joinedRoom {
+	return &joinedRoom{Timeline: tl, State: state, AccountData: emptyEventList(), Ephemeral: emptyEventList()}
 }
 
 type leftRoom struct {
@@ -81,8 +86,8 @@ type strippedBatch struct {
 	Events []json.RawMessage `json:"events"`
 }
 
-// eventList is an EventBatch of events syncapi does not produce yet
-// (account data, presence, ephemeral events).
+// eventList is an EventBatch of events that are not room events (account
+// data, presence, ephemeral events), kept as encoded.
 type eventList struct {
 	Events []json.RawMessage `json:"events"`
 }

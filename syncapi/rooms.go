@@ -16,7 +16,7 @@ func (b *syncBuilder) joinChanged(roomID string, c roomChanges) roomJob {
 	return func(ctx context.Context) error {
 		fresh := c.has(isNotJoin)
 		if !fresh {
-			prev, err := b.reader.MembershipAt(ctx, roomID, b.userID, b.req.since)
+			prev, err := b.reader.MembershipAt(ctx, roomID, b.userID, b.req.since.Room)
 			if err != nil {
 				return err
 			}
@@ -25,7 +25,7 @@ func (b *syncBuilder) joinChanged(roomID string, c roomChanges) roomJob {
 		if fresh {
 			return b.joined(roomID, 0, true)(ctx)
 		}
-		return b.joined(roomID, b.req.since, b.req.fullState)(ctx)
+		return b.joined(roomID, b.req.since.Room, b.req.fullState)(ctx)
 	}
 }
 
@@ -38,12 +38,12 @@ func (b *syncBuilder) leaveChanged(roomID string, c roomChanges) roomJob {
 		if c.has(isJoin) {
 			return b.left(ctx, roomID, 0, c.stayEnd(), true)
 		}
-		prev, err := b.reader.MembershipAt(ctx, roomID, b.userID, b.req.since)
+		prev, err := b.reader.MembershipAt(ctx, roomID, b.userID, b.req.since.Room)
 		if err != nil {
 			return err
 		}
 		if prev == roomserver.MembershipJoin {
-			return b.left(ctx, roomID, b.req.since, c.stayEnd(), b.req.fullState)
+			return b.left(ctx, roomID, b.req.since.Room, c.stayEnd(), b.req.fullState)
 		}
 		end := c.last().Pos
 		return b.left(ctx, roomID, end-1, end, false)
@@ -63,25 +63,23 @@ func (b *syncBuilder) archived(roomID string, leftAt int64) roomJob {
 }
 
 // joined adds roomID to rooms.join with its events in (from, now]. A room
-// with nothing new is left out unless full is set.
+// with nothing new is left out unless full is set (addExtras may still
+// add it for its account data or ephemeral events).
 func (b *syncBuilder) joined(roomID string, from int64, full bool) roomJob {
 	return func(ctx context.Context) error {
-		tl, state, err := b.timeline(ctx, roomID, from, b.now, full)
+		tl, state, err := b.timeline(ctx, roomID, from, b.now.Room, full)
 		if err != nil {
 			return err
 		}
-		if !full && len(tl.Events) == 0 && !tl.Limited {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if from == 0 {
+			b.fresh[roomID] = true
+		}
+		if !full && len(tl.Events) == 0 && !tl.Limited && len(state.Events) == 0 {
 			return nil
 		}
-		room := &joinedRoom{
-			Timeline:    tl,
-			State:       state,
-			AccountData: emptyEventList(),
-			Ephemeral:   emptyEventList(),
-		}
-		b.mu.Lock()
-		b.resp.Rooms.Join[roomID] = room
-		b.mu.Unlock()
+		b.resp.Rooms.Join[roomID] = newJoinedRoom(tl, state)
 		return nil
 	}
 }
@@ -121,28 +119,24 @@ func (b *syncBuilder) invited(roomID string, knock bool) roomJob {
 	}
 }
 
-// timeline reads roomID's latest events in (from, to], at most the filter's
-// limit, oldest first, and the state the client needs before the first of
-// them: all of it when full is set; otherwise (the client has the state at
-// from) what changed in the events the limit skipped, nothing when none
-// were skipped.
+// timeline reads roomID's latest events in (from, to] that pass the
+// timeline filter, at most the filter's limit, oldest first, and the state
+// the client needs before the first of them: all of it when full is set;
+// otherwise (the client has the state at from) what changed in the events
+// the limit or the filter skipped, nothing when none were skipped. The
+// state filter and lazy loading of members apply to that state.
 func (b *syncBuilder) timeline(ctx context.Context, roomID string, from, to int64, full bool) (timeline, stateBatch, error) {
-	evs, err := b.reader.Events(ctx, roomID, from, to, b.limit+1, true)
+	evs, limited, dropped, err := b.timelineEvents(ctx, roomID, from, to)
 	if err != nil {
 		return timeline{}, stateBatch{}, err
 	}
-	limited := len(evs) > b.limit
-	if limited {
-		evs = evs[:b.limit]
-	}
-	slices.Reverse(evs)
 	tl := timeline{Events: b.format.stream(evs), Limited: limited, PrevBatch: formatToken(to)}
 	if len(evs) > 0 {
 		tl.PrevBatch = formatToken(evs[0].Pos - 1)
 	}
-	state := stateBatch{Events: []roomserver.ClientEvent{}}
-	if !full && !limited {
-		return tl, state, nil
+	sf := &b.req.filter.Room.State
+	if !full && !limited && !dropped && !sf.LazyLoadMembers {
+		return tl, stateBatch{Events: []roomserver.ClientEvent{}}, nil
 	}
 	var before []roomserver.ClientEvent
 	if len(evs) > 0 {
@@ -153,15 +147,108 @@ func (b *syncBuilder) timeline(ctx context.Context, roomID string, from, to int6
 	if err != nil {
 		return timeline{}, stateBatch{}, err
 	}
-	if !full {
+	state := slices.Clone(before)
+	switch {
+	case full:
+	case limited || dropped:
 		known, err := b.reader.StateAt(ctx, roomID, from)
 		if err != nil {
 			return timeline{}, stateBatch{}, err
 		}
-		before = changedSince(before, known)
+		state = changedSince(state, known)
+	default: // lazy loading only: members are added below
+		state = nil
 	}
-	state.Events = b.format.state(before)
-	return tl, state, nil
+	if sf.LazyLoadMembers {
+		state = lazyMembers(state, before, evs, b.userID, full)
+	}
+	if !sf.wantRoom(roomID) {
+		state = nil
+	}
+	state = slices.DeleteFunc(state, func(ev roomserver.ClientEvent) bool { return !sf.matches(&ev) })
+	return tl, stateBatch{Events: b.format.state(state)}, nil
+}
+
+// timelineScanLimit bounds how many events one room's timeline reads when
+// a filter drops most of them; past it the timeline is cut (limited).
+const timelineScanLimit = 1000
+
+// timelineEvents reads the latest events of (from, to] that pass the
+// timeline filter, oldest first. limited: older matching events were left
+// out; dropped: the filter left some events out.
+func (b *syncBuilder) timelineEvents(ctx context.Context, roomID string, from, to int64) (evs []roomserver.StreamEvent, limited, dropped bool, err error) {
+	f := &b.req.filter.Room.Timeline
+	if !f.wantRoom(roomID) {
+		// No timeline for this room, but its state still changes.
+		last, err := b.reader.Events(ctx, roomID, from, to, 1, true)
+		return nil, false, len(last) > 0, err
+	}
+	page := b.limit + 1
+	if f.filters() {
+		page = max(page, 100)
+	}
+	upper, scanned := to, 0
+	for {
+		got, err := b.reader.Events(ctx, roomID, from, upper, page, true)
+		if err != nil {
+			return nil, false, false, err
+		}
+		for _, ev := range got {
+			if len(evs) > b.limit {
+				break
+			}
+			if f.matches(&ev.Event) {
+				evs = append(evs, ev)
+			} else {
+				dropped = true
+			}
+		}
+		scanned += len(got)
+		if len(evs) > b.limit || len(got) < page {
+			break
+		}
+		if scanned >= timelineScanLimit {
+			limited = true
+			break
+		}
+		upper = got[len(got)-1].Pos - 1
+	}
+	if len(evs) > b.limit {
+		evs, limited = evs[:b.limit], true
+	}
+	slices.Reverse(evs)
+	return evs, limited, dropped, nil
+}
+
+// lazyMembers keeps, of state, the events that are not room members, and
+// adds the member events (from before, the state before the timeline) of
+// the timeline's senders and of the syncing user. Members already known
+// to the client may be sent again: the spec allows redundant members.
+// Without full state, the syncing user's own member event is sent only
+// when it changed.
+func lazyMembers(state, before []roomserver.ClientEvent, evs []roomserver.StreamEvent, userID string, full bool) []roomserver.ClientEvent {
+	want := map[string]bool{}
+	for _, ev := range evs {
+		want[ev.Event.Sender] = true
+	}
+	if full {
+		want[userID] = true
+	}
+	out := slices.DeleteFunc(state, func(ev roomserver.ClientEvent) bool {
+		return ev.Type == "m.room.member" && (ev.StateKey == nil || !want[*ev.StateKey] && *ev.StateKey != userID)
+	})
+	have := map[string]bool{}
+	for _, ev := range out {
+		if ev.Type == "m.room.member" && ev.StateKey != nil {
+			have[*ev.StateKey] = true
+		}
+	}
+	for _, ev := range before {
+		if ev.Type == "m.room.member" && ev.StateKey != nil && want[*ev.StateKey] && !have[*ev.StateKey] {
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 // changedSince keeps the events of state that are not in known. State

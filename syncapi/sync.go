@@ -16,21 +16,22 @@ const maxTimeout = 60 * time.Second
 
 // syncRequest is a parsed /sync request.
 type syncRequest struct {
-	device    *userapi.Device
-	initial   bool  // no since token
-	since     int64 // the position the client has seen
-	fullState bool
-	timeout   time.Duration
-	filter    *syncFilter
+	device      *userapi.Device
+	initial     bool      // no since token
+	since       streamPos // the positions the client has seen
+	fullState   bool
+	timeout     time.Duration
+	filter      *syncFilter
+	setPresence string // "" when the sync leaves presence alone
 }
 
 // parseSyncRequest reads /sync's query parameters; any malformed one is
-// M_INVALID_PARAM.
-func parseSyncRequest(req *httputil.Request) (*syncRequest, error) {
+// M_INVALID_PARAM. A filter ID is looked up among the user's filters.
+func (s *SyncAPI) parseSyncRequest(req *httputil.Request) (*syncRequest, error) {
 	q := req.URL.Query()
 	sr := &syncRequest{device: req.Device, initial: true}
 	if v := q.Get("since"); v != "" {
-		pos, err := parseToken("since", v)
+		pos, err := parseStreamToken("since", v)
 		if err != nil {
 			return nil, err
 		}
@@ -51,13 +52,19 @@ func parseSyncRequest(req *httputil.Request) (*syncRequest, error) {
 	default:
 		return nil, mxerr.InvalidParam("full_state: %q is neither true nor false", v)
 	}
-	// Presence is not implemented: the value is checked, then ignored.
+	// The spec's default is online. "offline" leaves the presence as it is
+	// (a client syncing in the background does not make its user online),
+	// as Synapse reads it.
 	switch v := q.Get("set_presence"); v {
-	case "", "online", "offline", "unavailable":
+	case "", presenceOnline:
+		sr.setPresence = presenceOnline
+	case presenceUnavailable:
+		sr.setPresence = v
+	case presenceOffline:
 	default:
 		return nil, mxerr.InvalidParam("set_presence: %q is not online, offline or unavailable", v)
 	}
-	f, err := parseSyncFilter(q.Get("filter"))
+	f, err := s.syncFilterParam(req.Context(), req.Device.UserID, q.Get("filter"))
 	if err != nil {
 		return nil, err
 	}
@@ -69,20 +76,26 @@ func parseSyncRequest(req *httputil.Request) (*syncRequest, error) {
 // the notifier reports an event for the user or the timeout passes; an
 // initial or full-state sync answers at once, as the spec says.
 func (s *SyncAPI) sync(req *httputil.Request) (any, error) {
-	sr, err := parseSyncRequest(req)
+	sr, err := s.parseSyncRequest(req)
 	if err != nil {
 		return nil, err
 	}
 	ctx := req.Context()
+	if s.presenceEnabled && sr.setPresence != "" {
+		if err := s.setPresence(ctx, sr.device.UserID, sr.setPresence, nil, false); err != nil {
+			return nil, err
+		}
+	}
 	deadline := time.Now().Add(sr.timeout)
 	for {
-		now, err := s.reader.MaxPos(ctx)
+		now, err := s.currentPos(ctx)
 		if err != nil {
 			return nil, err
 		}
 		// A token past the database's end (a database restored from a
-		// backup) is kept rather than sent backwards.
-		now = max(now, sr.since)
+		// backup, a process whose stream lags) is kept rather than sent
+		// backwards.
+		now = now.union(sr.since)
 		resp, err := s.buildSync(ctx, sr, now)
 		if err != nil {
 			return nil, err
@@ -90,18 +103,34 @@ func (s *SyncAPI) sync(req *httputil.Request) (any, error) {
 		if sr.initial || sr.fullState || !resp.empty() {
 			return resp, nil
 		}
-		// An event may have been stored after MaxPos was read: the notifier
-		// remembers it and wait returns at once. A wake for an event the
-		// filter then drops builds an empty response and waits again.
+		// A change may have been stored after the positions were read: the
+		// notifier remembers it and wait returns at once. A wake for
+		// something the filter then drops builds an empty response and
+		// waits again.
 		if !s.waitForNews(ctx, sr.device.UserID, now, deadline) {
 			return resp, nil
 		}
 	}
 }
 
-// waitForNews waits for an event after pos that concerns userID (true), or
+// currentPos reads the end of every stream. The typing position comes
+// first: typers are read later, so they are at least as new as the token.
+func (s *SyncAPI) currentPos(ctx context.Context) (streamPos, error) {
+	typing := s.notifier.typing.position()
+	room, err := s.reader.MaxPos(ctx)
+	if err != nil {
+		return streamPos{}, err
+	}
+	stream, err := s.store.maxPos(ctx)
+	if err != nil {
+		return streamPos{}, err
+	}
+	return streamPos{Room: room, Stream: stream, Typing: typing}, nil
+}
+
+// waitForNews waits for a change after pos that concerns userID (true), or
 // for the deadline, the client going away or shutdown (false).
-func (s *SyncAPI) waitForNews(ctx context.Context, userID string, pos int64, deadline time.Time) bool {
+func (s *SyncAPI) waitForNews(ctx context.Context, userID string, pos streamPos, deadline time.Time) bool {
 	d := time.Until(deadline)
 	if d <= 0 {
 		return false

@@ -1,8 +1,12 @@
-// Package syncapi serves /sync and /messages. It stores nothing of its own:
-// it reads the events the roomserver stored through roomserver.EventReader,
-// and a notifier fed by the roomserver's output stream wakes the syncs that
-// wait for news. Tokens are positions of that stream in the database, so
-// any number of syncapi processes can serve the same clients.
+// Package syncapi serves /sync and /messages, and owns the per-user data
+// that flows through /sync: account data (tags, m.fully_read), receipts,
+// typing notifications, presence and stored filters, with the endpoints
+// that set them. It reads room events through roomserver.EventReader (the
+// roomserver's tables, never copied) and stores its own data in sy_
+// tables. Two streams wake the syncs that wait for news: the roomserver's
+// output and syncapi's own (SYNC_OUTPUT), which every syncapi process
+// reads. Tokens are positions read from the database and from that shared
+// stream, so any number of syncapi processes can serve the same clients.
 package syncapi
 
 import (
@@ -21,41 +25,63 @@ import (
 // SyncAPI is the running component.
 type SyncAPI struct {
 	reader   roomserver.EventReader
+	store    *store
+	bus      *bus.Bus
 	notifier *notifier
-	sub      bus.Subscription
+	subs     []bus.Subscription
 	log      *slog.Logger
+	// presenceEnabled is the presence.enabled switch: off, presence is
+	// neither stored nor sent (see presence.go).
+	presenceEnabled bool
 
 	done      chan struct{} // closed by Close: waiting syncs return
 	closeOnce sync.Once
 }
 
-// New starts listening to the roomserver's output and registers /sync and
-// /messages on the process's router.
+// New migrates syncapi's tables, starts listening to the roomserver's
+// output and to syncapi's own, and registers the endpoints on the
+// process's router.
 func New(ctx context.Context, b *base.Base, reader roomserver.EventReader) (*SyncAPI, error) {
 	log := b.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	serverName := ""
+	serverName, presence := "", true
 	if b.Config != nil {
-		serverName = b.Config.ServerName
+		serverName, presence = b.Config.ServerName, b.Config.Presence.Enabled
+	}
+	st, err := openStore(ctx, b.DB)
+	if err != nil {
+		return nil, fmt.Errorf("syncapi storage: %w", err)
 	}
 	s := &SyncAPI{
-		reader:   reader,
-		notifier: newNotifier(reader, localTo(serverName)),
-		log:      log.With("component", "syncapi"),
-		done:     make(chan struct{}),
+		reader:          reader,
+		store:           st,
+		bus:             b.Bus,
+		notifier:        newNotifier(reader, localTo(serverName)),
+		log:             log.With("component", "syncapi"),
+		presenceEnabled: presence,
+		done:            make(chan struct{}),
 	}
-	// The roomserver creates the stream too; doing it here as well lets a
+	// The roomserver creates its stream too; doing it here as well lets a
 	// process that runs syncapi without the roomserver start first.
 	if err := roomserver.Output.Ensure(ctx, b.Bus); err != nil {
+		return nil, err
+	}
+	if err := Output.Ensure(ctx, b.Bus); err != nil {
 		return nil, err
 	}
 	sub, err := roomserver.Output.ConsumeNew(ctx, b.Bus, s.notifier.onEvent)
 	if err != nil {
 		return nil, fmt.Errorf("listen to room events: %w", err)
 	}
-	s.sub = sub
+	s.subs = append(s.subs, sub)
+	sub, err = Output.ConsumeNew(ctx, b.Bus, s.notifier.onOutput)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("listen to sync output: %w", err)
+	}
+	s.subs = append(s.subs, sub)
 	s.routes(b.Router)
 	return s, nil
 }
@@ -64,15 +90,37 @@ func New(ctx context.Context, b *base.Base, reader roomserver.EventReader) (*Syn
 func (s *SyncAPI) Close() {
 	s.closeOnce.Do(func() {
 		close(s.done)
-		s.sub.Stop()
+		for _, sub := range s.subs {
+			sub.Stop()
+		}
 	})
 }
 
 const v3 = "/_matrix/client/v3"
 
 func (s *SyncAPI) routes(r *httputil.Router) {
-	r.Handle("GET "+v3+"/sync", httputil.RequireAuth, s.sync)
-	r.Handle("GET "+v3+"/rooms/{roomId}/messages", httputil.RequireAuth, s.messages)
+	auth := httputil.RequireAuth
+	r.Handle("GET "+v3+"/sync", auth, s.sync)
+	r.Handle("GET "+v3+"/rooms/{roomId}/messages", auth, s.messages)
+
+	r.Handle("POST "+v3+"/user/{userId}/filter", auth, s.postFilter)
+	r.Handle("GET "+v3+"/user/{userId}/filter/{filterId}", auth, s.getFilter)
+
+	r.Handle("PUT "+v3+"/user/{userId}/account_data/{type}", auth, s.putAccountData)
+	r.Handle("GET "+v3+"/user/{userId}/account_data/{type}", auth, s.getAccountData)
+	r.Handle("PUT "+v3+"/user/{userId}/rooms/{roomId}/account_data/{type}", auth, s.putAccountData)
+	r.Handle("GET "+v3+"/user/{userId}/rooms/{roomId}/account_data/{type}", auth, s.getAccountData)
+
+	r.Handle("GET "+v3+"/user/{userId}/rooms/{roomId}/tags", auth, s.getTags)
+	r.Handle("PUT "+v3+"/user/{userId}/rooms/{roomId}/tags/{tag}", auth, s.putTag)
+	r.Handle("DELETE "+v3+"/user/{userId}/rooms/{roomId}/tags/{tag}", auth, s.deleteTag)
+
+	r.Handle("POST "+v3+"/rooms/{roomId}/receipt/{receiptType}/{eventId}", auth, s.postReceipt)
+	r.Handle("POST "+v3+"/rooms/{roomId}/read_markers", auth, s.postReadMarkers)
+	r.Handle("PUT "+v3+"/rooms/{roomId}/typing/{userId}", auth, s.putTyping)
+
+	r.Handle("GET "+v3+"/presence/{userId}/status", auth, s.getPresence)
+	r.Handle("PUT "+v3+"/presence/{userId}/status", auth, s.putPresence)
 }
 
 // localTo says whether a user ID belongs to serverName; without a server

@@ -124,11 +124,11 @@ func (u *UserAPI) register(ctx context.Context, req *RegisterRequest) (*LoginRes
 			return nil
 		}
 		// A brand-new account has no tokens to revoke.
-		issued, err := issueToken(ctx, tx, a.userID, req.DeviceID, req.InitialDisplayName, nowMS)
+		issued, err := issueToken(ctx, tx, a.userID, req.DeviceID, req.InitialDisplayName, nowMS, u.tokenLife(req.RefreshToken))
 		if err != nil {
 			return err
 		}
-		resp.DeviceID, resp.AccessToken = issued.deviceID, issued.token
+		resp = issued.response(a.userID)
 		return nil
 	})
 	if err != nil {
@@ -183,6 +183,14 @@ func (u *UserAPI) deactivate(ctx context.Context, req *DeactivateRequest) (*Deac
 			return fmt.Errorf("deactivate %s: %w", userID, err)
 		} else if n == 0 {
 			return mxerr.NotFound("no such user %s", userID)
+		}
+		if req.Erase {
+			if _, err := tx.ExecContext(ctx, `UPDATE ua_profiles SET displayname = '', avatar_url = '' WHERE user_id = $1`, userID); err != nil {
+				return fmt.Errorf("erase profile of %s: %w", userID, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM ua_login_tokens WHERE user_id = $1`, userID); err != nil {
+			return fmt.Errorf("delete login tokens of %s: %w", userID, err)
 		}
 		revoked, err = deleteDevices(ctx, tx, userID, "")
 		return err

@@ -24,6 +24,31 @@ var (
 	// Deactivate marks an account deactivated (login refused from then on)
 	// and deletes all its devices and tokens.
 	Deactivate = bus.Endpoint[DeactivateRequest, DeactivateResponse]{Subject: "userapi.deactivate"}
+
+	// The account surface (api_account.go has the payloads).
+	CheckPassword    = bus.Endpoint[CheckPasswordRequest, CheckPasswordResponse]{Subject: "userapi.check_password"}
+	SetPassword      = bus.Endpoint[SetPasswordRequest, SetPasswordResponse]{Subject: "userapi.set_password"}
+	SetProfile       = bus.Endpoint[SetProfileRequest, SetProfileResponse]{Subject: "userapi.set_profile"}
+	SearchUsers      = bus.Endpoint[SearchUsersRequest, SearchUsersResponse]{Subject: "userapi.search_users"}
+	QueryDevices     = bus.Endpoint[QueryDevicesRequest, QueryDevicesResponse]{Subject: "userapi.query_devices"}
+	UpdateDevice     = bus.Endpoint[UpdateDeviceRequest, UpdateDeviceResponse]{Subject: "userapi.update_device"}
+	DeleteDevices    = bus.Endpoint[DeleteDevicesRequest, DeleteDevicesResponse]{Subject: "userapi.delete_devices"}
+	Refresh          = bus.Endpoint[RefreshRequest, LoginResponse]{Subject: "userapi.refresh"}
+	CreateLoginToken = bus.Endpoint[CreateLoginTokenRequest, CreateLoginTokenResponse]{Subject: "userapi.create_login_token"}
+	// UIA sessions live in the database so that any clientapi process can
+	// continue a session another one began.
+	CreateUIASession = bus.Endpoint[CreateUIASessionRequest, CreateUIASessionResponse]{Subject: "userapi.create_uia_session"}
+	QueryUIASession  = bus.Endpoint[QueryUIASessionRequest, UIASession]{Subject: "userapi.query_uia_session"}
+	CompleteUIAStage = bus.Endpoint[CompleteUIAStageRequest, UIASession]{Subject: "userapi.complete_uia_stage"}
+	EndUIASession    = bus.Endpoint[EndUIASessionRequest, UIASession]{Subject: "userapi.end_uia_session"}
+	// Registration tokens (the Synapse admin API and the registration stage).
+	ListRegistrationTokens   = bus.Endpoint[ListRegistrationTokensRequest, ListRegistrationTokensResponse]{Subject: "userapi.list_registration_tokens"}
+	QueryRegistrationToken   = bus.Endpoint[QueryRegistrationTokenRequest, RegistrationToken]{Subject: "userapi.query_registration_token"}
+	CreateRegistrationToken  = bus.Endpoint[CreateRegistrationTokenRequest, RegistrationToken]{Subject: "userapi.create_registration_token"}
+	UpdateRegistrationToken  = bus.Endpoint[UpdateRegistrationTokenRequest, RegistrationToken]{Subject: "userapi.update_registration_token"}
+	DeleteRegistrationToken  = bus.Endpoint[QueryRegistrationTokenRequest, DeleteRegistrationTokenResponse]{Subject: "userapi.delete_registration_token"}
+	CheckRegistrationToken   = bus.Endpoint[QueryRegistrationTokenRequest, CheckRegistrationTokenResponse]{Subject: "userapi.check_registration_token"}
+	ReleaseRegistrationToken = bus.Endpoint[ReleaseRegistrationTokenRequest, ReleaseRegistrationTokenResponse]{Subject: "userapi.release_registration_token"}
 )
 
 // TokensRevokedSubject is the core NATS subject (before bus.Subject
@@ -53,6 +78,11 @@ type QueryAccessTokenRequest struct {
 // QueryAccessTokenResponse has a nil Device when the token is unknown.
 type QueryAccessTokenResponse struct {
 	Device *Device `json:"device,omitempty"`
+	// ExpiresMS is when a refreshable token stops working (0: never).
+	ExpiresMS int64 `json:"expires_ms,omitempty"`
+	// Expired is set (with a nil Device) for a known token past its
+	// expiry: the client should refresh, hence soft_logout.
+	Expired bool `json:"expired,omitempty"`
 }
 
 // LoginRequest logs in with a password. User is a localpart or a full user
@@ -63,6 +93,11 @@ type LoginRequest struct {
 	Password           string `json:"password"`
 	DeviceID           string `json:"device_id,omitempty"`
 	InitialDisplayName string `json:"initial_device_display_name,omitempty"`
+	// LoginToken, when set, logs in with an m.login.token token instead
+	// of User and Password.
+	LoginToken string `json:"login_token,omitempty"`
+	// RefreshToken asks for an expiring access token and a refresh token.
+	RefreshToken bool `json:"refresh_token,omitempty"`
 }
 
 // LoginResponse is the result of a login or a registration. AccessToken
@@ -71,6 +106,9 @@ type LoginResponse struct {
 	UserID      string `json:"user_id"`
 	DeviceID    string `json:"device_id,omitempty"`
 	AccessToken string `json:"access_token,omitempty"`
+	// RefreshToken and ExpiresInMS are set when a refresh token was asked for.
+	RefreshToken string `json:"refresh_token,omitempty"`
+	ExpiresInMS  int64  `json:"expires_in_ms,omitempty"`
 }
 
 // RegisterRequest creates an account. The caller has already checked that
@@ -83,6 +121,7 @@ type RegisterRequest struct {
 	DeviceID           string `json:"device_id,omitempty"`
 	InitialDisplayName string `json:"initial_device_display_name,omitempty"`
 	InhibitLogin       bool   `json:"inhibit_login,omitempty"`
+	RefreshToken       bool   `json:"refresh_token,omitempty"`
 }
 
 type QueryAvailableRequest struct {
@@ -131,6 +170,8 @@ type ConsumeNonceResponse struct {
 
 type DeactivateRequest struct {
 	UserID string `json:"user_id"`
+	// Erase also clears the profile (display name and avatar).
+	Erase bool `json:"erase,omitempty"`
 }
 
 type DeactivateResponse struct{}

@@ -26,6 +26,13 @@ func (u *UserAPI) login(ctx context.Context, req *LoginRequest) (*LoginResponse,
 	if err := checkDeviceID(req.DeviceID); err != nil {
 		return nil, err
 	}
+	if req.LoginToken != "" {
+		userID, err := u.consumeLoginToken(ctx, req.LoginToken)
+		if err != nil {
+			return nil, err
+		}
+		return u.startSession(ctx, userID, req)
+	}
 	userID, err := u.loginUserID(req.User)
 	if err != nil {
 		return nil, err
@@ -50,12 +57,21 @@ func (u *UserAPI) login(ctx context.Context, req *LoginRequest) (*LoginResponse,
 	}
 	// Said only to whoever knows the password.
 	if deactivated {
-		return nil, mxerr.New(http.StatusForbidden, "M_USER_DEACTIVATED", "this account has been deactivated")
+		return nil, errDeactivated()
 	}
+	return u.startSession(ctx, userID, req)
+}
+
+func errDeactivated() error {
+	return mxerr.New(http.StatusForbidden, "M_USER_DEACTIVATED", "this account has been deactivated")
+}
+
+// startSession gives an authenticated user a device and its tokens.
+func (u *UserAPI) startSession(ctx context.Context, userID string, req *LoginRequest) (*LoginResponse, error) {
 	var issued issuedToken
-	err = u.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
+	err := u.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
 		var err error
-		issued, err = issueToken(ctx, tx, userID, req.DeviceID, req.InitialDisplayName, u.now().UnixMilli())
+		issued, err = issueToken(ctx, tx, userID, req.DeviceID, req.InitialDisplayName, u.now().UnixMilli(), u.tokenLife(req.RefreshToken))
 		return err
 	})
 	if err != nil {
@@ -63,7 +79,7 @@ func (u *UserAPI) login(ctx context.Context, req *LoginRequest) (*LoginResponse,
 	}
 	u.revoke(issued.revoked)
 	u.log.Debug("login", "user_id", userID, "device_id", issued.deviceID)
-	return &LoginResponse{UserID: userID, DeviceID: issued.deviceID, AccessToken: issued.token}, nil
+	return issued.response(userID), nil
 }
 
 // loginUserID turns the login's user (a localpart or a full user ID) into
@@ -101,9 +117,31 @@ func checkDeviceID(deviceID string) error {
 
 // issuedToken is a new access token and what it replaced.
 type issuedToken struct {
-	deviceID string
-	token    string
-	revoked  [][]byte // hashes of the device's previous tokens
+	deviceID     string
+	token        string
+	expiresInMS  int64    // 0: the access token does not expire
+	refreshToken string   // "" unless asked for
+	revoked      [][]byte // hashes of the device's previous tokens
+}
+
+func (t issuedToken) response(userID string) *LoginResponse {
+	return &LoginResponse{UserID: userID, DeviceID: t.deviceID, AccessToken: t.token,
+		RefreshToken: t.refreshToken, ExpiresInMS: t.expiresInMS}
+}
+
+// tokenLife says whether a session gets a refresh token and how long its
+// tokens live, in milliseconds (0: forever).
+type tokenLife struct {
+	refresh   bool
+	accessMS  int64
+	refreshMS int64
+}
+
+func (u *UserAPI) tokenLife(refresh bool) tokenLife {
+	if !refresh {
+		return tokenLife{}
+	}
+	return tokenLife{refresh: true, accessMS: u.accessLifetime.Milliseconds(), refreshMS: u.refreshLifetime.Milliseconds()}
 }
 
 // issueToken gives a device a new access token. With a device ID the device
@@ -111,7 +149,7 @@ type issuedToken struct {
 // deleted (and returned, to be announced as revoked). Without one a new
 // device with a random ID is created; initialDisplayName names new devices
 // only, as the spec says.
-func issueToken(ctx context.Context, tx *sqlutil.Tx, userID, deviceID, initialDisplayName string, nowMS int64) (issuedToken, error) {
+func issueToken(ctx context.Context, tx *sqlutil.Tx, userID, deviceID, initialDisplayName string, nowMS int64, life tokenLife) (issuedToken, error) {
 	out := issuedToken{deviceID: deviceID}
 	if deviceID != "" {
 		_, err := tx.ExecContext(ctx, `INSERT INTO ua_devices (user_id, device_id, display_name, created_ms, last_seen_ms)
@@ -130,13 +168,40 @@ func issueToken(ctx context.Context, tx *sqlutil.Tx, userID, deviceID, initialDi
 			return out, err
 		}
 	}
+	if err := insertTokens(ctx, tx, userID, &out, nowMS, life); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// insertTokens stores a new access token for out.deviceID and, if life
+// asks for one, a refresh token.
+func insertTokens(ctx context.Context, tx *sqlutil.Tx, userID string, out *issuedToken, nowMS int64, life tokenLife) error {
 	token, hash := newAccessToken()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO ua_access_tokens (token_hash, user_id, device_id, created_ms) VALUES ($1, $2, $3, $4)`,
-		hash[:], userID, out.deviceID, nowMS); err != nil {
-		return out, fmt.Errorf("insert access token for %s/%s: %w", userID, out.deviceID, err)
+	var expiresMS int64
+	if life.refresh && life.accessMS > 0 {
+		expiresMS = nowMS + life.accessMS
+		out.expiresInMS = life.accessMS
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ua_access_tokens (token_hash, user_id, device_id, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5)`,
+		hash[:], userID, out.deviceID, nowMS, expiresMS); err != nil {
+		return fmt.Errorf("insert access token for %s/%s: %w", userID, out.deviceID, err)
 	}
 	out.token = token
-	return out, nil
+	if !life.refresh {
+		return nil
+	}
+	refresh, rhash := newRefreshToken()
+	var refreshExpiresMS int64
+	if life.refreshMS > 0 {
+		refreshExpiresMS = nowMS + life.refreshMS
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ua_refresh_tokens (token_hash, user_id, device_id, expires_ms) VALUES ($1, $2, $3, $4)`,
+		rhash[:], userID, out.deviceID, refreshExpiresMS); err != nil {
+		return fmt.Errorf("insert refresh token for %s/%s: %w", userID, out.deviceID, err)
+	}
+	out.refreshToken = refresh
+	return nil
 }
 
 // insertRandomDevice creates a device with a fresh random ID. A collision
@@ -160,8 +225,12 @@ func insertRandomDevice(ctx context.Context, tx *sqlutil.Tx, userID, displayName
 	return "", fmt.Errorf("no free device ID for %s after 5 attempts", userID)
 }
 
-// deleteTokens deletes a device's access tokens and returns their hashes.
+// deleteTokens deletes a device's access and refresh tokens and returns
+// the access tokens' hashes.
 func deleteTokens(ctx context.Context, tx *sqlutil.Tx, userID, deviceID string) ([][]byte, error) {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM ua_refresh_tokens WHERE user_id = $1 AND device_id = $2`, userID, deviceID); err != nil {
+		return nil, fmt.Errorf("delete refresh tokens of %s/%s: %w", userID, deviceID, err)
+	}
 	rows, err := tx.QueryContext(ctx, `DELETE FROM ua_access_tokens WHERE user_id = $1 AND device_id = $2 RETURNING token_hash`,
 		userID, deviceID)
 	if err != nil {
@@ -182,6 +251,9 @@ func deleteDevices(ctx context.Context, tx *sqlutil.Tx, userID, deviceID string)
 			return nil, fmt.Errorf("delete device %s of %s: %w", deviceID, userID, err)
 		}
 		return revoked, nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM ua_refresh_tokens WHERE user_id = $1`, userID); err != nil {
+		return nil, fmt.Errorf("delete refresh tokens of %s: %w", userID, err)
 	}
 	rows, err := tx.QueryContext(ctx, `DELETE FROM ua_access_tokens WHERE user_id = $1 RETURNING token_hash`, userID)
 	if err != nil {

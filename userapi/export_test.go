@@ -13,7 +13,11 @@ func SetClock(u *UserAPI, now func() time.Time) { u.now = now }
 // LookupToken resolves a token on this very instance, bypassing the bus
 // (which balances between instances).
 func LookupToken(ctx context.Context, u *UserAPI, token string) (*Device, error) {
-	return u.lookupToken(ctx, token)
+	resp, err := u.lookupToken(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Device, nil
 }
 
 // DisableTokenCache makes every lookup go to the database.

@@ -4,14 +4,19 @@ import (
 	"context"
 	"log/slog"
 
+	"time"
+
 	"github.com/chappe-matrix/chappe/internal/bus"
+	"github.com/chappe-matrix/chappe/internal/mxerr"
 )
 
 // NewTokenResolver returns the function other processes (clientapi)
 // authenticate requests with: it asks the userapi (QueryAccessToken over
 // the bus) and keeps answers for a short while, evicting them as soon as
 // the userapi announces a revocation. An unknown token gives a nil device
-// and no error. The cache lives as long as the bus connection.
+// and no error; an expired one gives the M_UNKNOWN_TOKEN error with
+// soft_logout, which the router sends as it is. The cache lives as long as
+// the bus connection.
 func NewTokenResolver(b *bus.Bus) func(ctx context.Context, token string) (*Device, error) {
 	cache := newTokenCache(resolverCacheTTL, maxCachedTokens, b.NC)
 	if _, err := subscribeRevocations(b, cache); err != nil {
@@ -29,10 +34,10 @@ func NewTokenResolver(b *bus.Bus) func(ctx context.Context, token string) (*Devi
 			if err != nil {
 				return nil, err
 			}
-			return resp.Device, nil
+			return resolved(resp)
 		}
 		hash := hashToken(token)
-		if dev, ok := cache.get(hash); ok {
+		if dev, expiresMS, ok := cache.get(hash); ok && (expiresMS == 0 || time.Now().UnixMilli() < expiresMS) {
 			return dev, nil
 		}
 		gen := cache.generation()
@@ -41,8 +46,15 @@ func NewTokenResolver(b *bus.Bus) func(ctx context.Context, token string) (*Devi
 			return nil, err
 		}
 		if resp.Device != nil {
-			cache.put(hash, resp.Device, gen)
+			cache.put(hash, resp.Device, resp.ExpiresMS, gen)
 		}
-		return resp.Device, nil
+		return resolved(resp)
 	}
+}
+
+func resolved(resp *QueryAccessTokenResponse) (*Device, error) {
+	if resp.Expired {
+		return nil, mxerr.UnknownToken(true)
+	}
+	return resp.Device, nil
 }

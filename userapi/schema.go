@@ -53,4 +53,55 @@ CREATE TABLE ua_nonces (
 );
 CREATE INDEX ua_nonces_expiry ON ua_nonces (expires_ms);
 `,
+}, {
+	Version: 2,
+	SQL: `
+-- 0: the token never expires. Refreshable access tokens (MSC2918) expire.
+ALTER TABLE ua_access_tokens ADD COLUMN expires_ms BIGINT NOT NULL DEFAULT 0;
+
+-- Refresh tokens are single-use: /refresh deletes the row and writes a new one.
+CREATE TABLE ua_refresh_tokens (
+	token_hash BYTEA PRIMARY KEY,
+	user_id TEXT NOT NULL,
+	device_id TEXT NOT NULL,
+	expires_ms BIGINT NOT NULL, -- 0: never
+	FOREIGN KEY (user_id, device_id) REFERENCES ua_devices (user_id, device_id)
+);
+CREATE INDEX ua_refresh_tokens_device ON ua_refresh_tokens (user_id, device_id);
+
+-- Short-lived single-use m.login.token tokens from /login/get_token.
+CREATE TABLE ua_login_tokens (
+	token_hash BYTEA PRIMARY KEY,
+	user_id TEXT NOT NULL,
+	expires_ms BIGINT NOT NULL
+);
+CREATE INDEX ua_login_tokens_expiry ON ua_login_tokens (expires_ms);
+
+-- User-interactive auth sessions, in the database so that a session begun
+-- on one clientapi process can finish on another. route binds a session to
+-- the operation it authorises, user_id ('' for registration) to its user.
+-- completed is a JSON array of stage types. reg_token is the registration
+-- token this session reserved (its pending count is released if the
+-- session expires unused).
+CREATE TABLE ua_uia_sessions (
+	session_id TEXT PRIMARY KEY,
+	user_id TEXT NOT NULL,
+	route TEXT NOT NULL,
+	completed TEXT NOT NULL DEFAULT '[]',
+	reg_token TEXT NOT NULL DEFAULT '',
+	expires_ms BIGINT NOT NULL
+);
+CREATE INDEX ua_uia_sessions_expiry ON ua_uia_sessions (expires_ms);
+
+-- Synapse-compatible registration tokens. uses_allowed and expiry_ms NULL
+-- mean unlimited. pending counts UIA sessions that passed the stage but
+-- have not registered yet, completed counts registrations.
+CREATE TABLE ua_registration_tokens (
+	token TEXT PRIMARY KEY,
+	uses_allowed BIGINT,
+	pending BIGINT NOT NULL DEFAULT 0,
+	completed BIGINT NOT NULL DEFAULT 0,
+	expiry_ms BIGINT
+);
+`,
 }}

@@ -36,8 +36,9 @@ type tokenCache struct {
 }
 
 type cacheEntry struct {
-	dev     Device
-	expires time.Time
+	dev      Device
+	expires  time.Time
+	tokenExp int64 // the token's own expiry, Unix ms (0: never)
 }
 
 func newTokenCache(ttl time.Duration, max int, nc *nats.Conn) *tokenCache {
@@ -49,17 +50,19 @@ func newTokenCache(ttl time.Duration, max int, nc *nats.Conn) *tokenCache {
 }
 
 // get returns a copy of the cached device, so callers may not alter the
-// cache through it.
-func (c *tokenCache) get(hash [32]byte) (*Device, bool) {
+// cache through it, and the token's own expiry (Unix ms, 0: never), which
+// callers check: the cache does not outlive the entry, but the token may
+// expire before the entry does.
+func (c *tokenCache) get(hash [32]byte) (*Device, int64, bool) {
 	c.checkReconnect()
 	c.mu.RLock()
 	e, ok := c.entries[hash]
 	c.mu.RUnlock()
 	if !ok || time.Now().After(e.expires) {
-		return nil, false
+		return nil, 0, false
 	}
 	dev := e.dev
-	return &dev, true
+	return &dev, e.tokenExp, true
 }
 
 // generation is read before a lookup and given back to put.
@@ -71,7 +74,7 @@ func (c *tokenCache) generation() uint64 {
 
 // put caches dev unless some revocation arrived since gen was read: the
 // answer may then be about a token that was just revoked.
-func (c *tokenCache) put(hash [32]byte, dev *Device, gen uint64) {
+func (c *tokenCache) put(hash [32]byte, dev *Device, tokenExp int64, gen uint64) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -88,7 +91,7 @@ func (c *tokenCache) put(hash [32]byte, dev *Device, gen uint64) {
 			c.entries = make(map[[32]byte]cacheEntry)
 		}
 	}
-	c.entries[hash] = cacheEntry{dev: *dev, expires: now.Add(c.ttl)}
+	c.entries[hash] = cacheEntry{dev: *dev, expires: now.Add(c.ttl), tokenExp: tokenExp}
 }
 
 func (c *tokenCache) evict(hashes [][]byte) {

@@ -15,6 +15,9 @@ const (
 	// tokenPrefix marks Chappe access tokens, so that a leaked one is easy
 	// to recognise (secret scanners, logs).
 	tokenPrefix = "cht_"
+	// refreshPrefix and loginTokenPrefix mark the other secrets we issue.
+	refreshPrefix    = "chr_"
+	loginTokenPrefix = "chl_"
 	// maxTokenBytes: anything longer is not a token we issued; refusing it
 	// early keeps junk off the database and the bus.
 	maxTokenBytes = 512
@@ -28,6 +31,19 @@ func newAccessToken() (string, [32]byte) {
 	var b [32]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand panics instead)
 	token := tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return token, hashToken(token)
+}
+
+// newRefreshToken returns a refresh token and the SHA-256 it is stored under.
+func newRefreshToken() (string, [32]byte) { return newSecret(refreshPrefix) }
+
+// newLoginToken returns an m.login.token token and its SHA-256.
+func newLoginToken() (string, [32]byte) { return newSecret(loginTokenPrefix) }
+
+func newSecret(prefix string) (string, [32]byte) {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	token := prefix + base64.RawURLEncoding.EncodeToString(b[:])
 	return token, hashToken(token)
 }
 
@@ -61,41 +77,42 @@ func newNonce() string {
 }
 
 func (u *UserAPI) queryAccessToken(ctx context.Context, req *QueryAccessTokenRequest) (*QueryAccessTokenResponse, error) {
-	dev, err := u.lookupToken(ctx, req.AccessToken)
-	if err != nil {
-		return nil, err
-	}
-	return &QueryAccessTokenResponse{Device: dev}, nil
+	return u.lookupToken(ctx, req.AccessToken)
 }
 
 // lookupToken resolves a token through the cache, then the database. An
-// unknown token gives nil, not an error.
-func (u *UserAPI) lookupToken(ctx context.Context, token string) (*Device, error) {
+// unknown token gives a nil device, not an error; an expired one says so.
+func (u *UserAPI) lookupToken(ctx context.Context, token string) (*QueryAccessTokenResponse, error) {
 	if !plausibleToken(token) {
-		return nil, nil
+		return &QueryAccessTokenResponse{}, nil
 	}
 	hash := hashToken(token)
-	if dev, ok := u.tokens.get(hash); ok {
-		u.seen.mark(dev.UserID, dev.DeviceID, u.now().UnixMilli())
-		return dev, nil
+	nowMS := u.now().UnixMilli()
+	if dev, expiresMS, ok := u.tokens.get(hash); ok && (expiresMS == 0 || nowMS < expiresMS) {
+		u.seen.mark(dev.UserID, dev.DeviceID, nowMS)
+		return &QueryAccessTokenResponse{Device: dev, ExpiresMS: expiresMS}, nil
 	}
 	gen := u.tokens.generation()
 	var dev Device
-	err := u.db.QueryRowContext(ctx, `SELECT d.user_id, d.device_id, d.display_name, a.is_admin
+	var expiresMS int64
+	err := u.db.QueryRowContext(ctx, `SELECT d.user_id, d.device_id, d.display_name, a.is_admin, t.expires_ms
 		FROM ua_access_tokens t
 		JOIN ua_devices d ON d.user_id = t.user_id AND d.device_id = t.device_id
 		JOIN ua_accounts a ON a.user_id = t.user_id
 		WHERE t.token_hash = $1 AND NOT a.is_deactivated`, hash[:]).
-		Scan(&dev.UserID, &dev.DeviceID, &dev.DisplayName, &dev.IsAdmin)
+		Scan(&dev.UserID, &dev.DeviceID, &dev.DisplayName, &dev.IsAdmin, &expiresMS)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+		return &QueryAccessTokenResponse{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up access token: %w", err)
 	}
-	u.tokens.put(hash, &dev, gen)
-	u.seen.mark(dev.UserID, dev.DeviceID, u.now().UnixMilli())
-	return &dev, nil
+	if expiresMS != 0 && nowMS >= expiresMS {
+		return &QueryAccessTokenResponse{Expired: true}, nil
+	}
+	u.tokens.put(hash, &dev, expiresMS, gen)
+	u.seen.mark(dev.UserID, dev.DeviceID, nowMS)
+	return &QueryAccessTokenResponse{Device: &dev, ExpiresMS: expiresMS}, nil
 }
 
 // revoke announces that tokens are no longer valid: evicted here at once,

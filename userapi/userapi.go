@@ -36,6 +36,11 @@ type UserAPI struct {
 	log        *slog.Logger
 	now        func() time.Time // replaced in tests to expire nonces
 
+	// Lifetimes of refreshable access tokens and of refresh tokens (0: no
+	// limit), from registration.* in the configuration.
+	accessLifetime  time.Duration
+	refreshLifetime time.Duration
+
 	tokens   *tokenCache // token hash -> device, for QueryAccessToken
 	seen     *lastSeen
 	revokeSu *nats.Subscription
@@ -59,16 +64,21 @@ func New(ctx context.Context, d Deps) (*UserAPI, error) {
 	if err := Migrate(ctx, d.DB); err != nil {
 		return nil, err
 	}
+	if d.Config.Registration.RefreshableAccessTokenLifetime <= 0 {
+		return nil, errors.New("userapi: registration.refreshable_access_token_lifetime must be positive")
+	}
 	u := &UserAPI{
-		serverName: d.Config.ServerName,
-		db:         d.DB,
-		bus:        d.Bus,
-		log:        log.With("component", "userapi"),
-		now:        time.Now,
-		tokens:     newTokenCache(serverCacheTTL, maxCachedTokens, d.Bus.NC),
-		seen:       newLastSeen(),
-		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
+		serverName:      d.Config.ServerName,
+		db:              d.DB,
+		bus:             d.Bus,
+		log:             log.With("component", "userapi"),
+		now:             time.Now,
+		accessLifetime:  d.Config.Registration.RefreshableAccessTokenLifetime,
+		refreshLifetime: max(d.Config.Registration.RefreshTokenLifetime, 0),
+		tokens:          newTokenCache(serverCacheTTL, maxCachedTokens, d.Bus.NC),
+		seen:            newLastSeen(),
+		stop:            make(chan struct{}),
+		done:            make(chan struct{}),
 	}
 	sub, err := subscribeRevocations(d.Bus, u.tokens)
 	if err != nil {
@@ -97,6 +107,7 @@ func (u *UserAPI) serve() error {
 		CreateNonce.Serve(u.bus, u.createNonce),
 		ConsumeNonce.Serve(u.bus, u.consumeNonce),
 		Deactivate.Serve(u.bus, u.deactivate),
+		u.serveAccount(),
 	)
 }
 

@@ -54,6 +54,7 @@ type Router struct {
 	resolve      TokenResolver
 	maxBodyBytes int64
 	latency      *prometheus.HistogramVec
+	limiter      Limiter // nil: no limits (see limit.go)
 
 	mu       sync.Mutex
 	patterns []string
@@ -82,24 +83,34 @@ func (rt *Router) Patterns() []string {
 
 // Handle registers a JSON handler for pattern ("METHOD /path/{var}").
 func (rt *Router) Handle(pattern string, auth Auth, h Handler) {
-	rt.HandleRaw(pattern, auth, func(w http.ResponseWriter, req *Request) error {
+	rt.handle(pattern, auth, "", jsonHandler(h))
+}
+
+func jsonHandler(h Handler) RawHandler {
+	return func(w http.ResponseWriter, req *Request) error {
 		resp, err := h(req)
 		if err != nil {
 			return err
 		}
 		WriteJSON(w, http.StatusOK, resp)
 		return nil
-	})
+	}
 }
 
 // HandleRaw registers a handler that writes its own response.
 func (rt *Router) HandleRaw(pattern string, auth Auth, h RawHandler) {
+	rt.handle(pattern, auth, "", h)
+}
+
+// handle registers h; a non-empty action puts the route under that
+// action's rate limit.
+func (rt *Router) handle(pattern string, auth Auth, action string, h RawHandler) {
 	rt.mu.Lock()
 	rt.patterns = append(rt.patterns, pattern)
 	rt.mu.Unlock()
 	route := pattern
 	rt.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		rt.serve(w, r, route, auth, h)
+		rt.serve(w, r, route, auth, action, h)
 	})
 }
 
@@ -166,7 +177,7 @@ func (w *statusWriter) Flush() {
 	}
 }
 
-func (rt *Router) serve(w http.ResponseWriter, r *http.Request, route string, auth Auth, h RawHandler) {
+func (rt *Router) serve(w http.ResponseWriter, r *http.Request, route string, auth Auth, action string, h RawHandler) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	id := newRequestID()
@@ -204,6 +215,12 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, route string, au
 			req.Device = dev
 			req.Log = req.Log.With("user", dev.UserID, "device", dev.DeviceID)
 		}
+	}
+	// After authentication, so a logged-in user is limited as themself
+	// and not as everyone behind their NAT.
+	if err := rt.checkLimit(req, action); err != nil {
+		WriteError(sw, req.Log, err)
+		return
 	}
 	if err := h(sw, req); err != nil {
 		WriteError(sw, req.Log, err)

@@ -22,6 +22,7 @@ import (
 	"github.com/chappe-matrix/chappe/internal/base"
 	"github.com/chappe-matrix/chappe/internal/bus"
 	"github.com/chappe-matrix/chappe/internal/httputil"
+	"github.com/chappe-matrix/chappe/internal/ratelimit"
 	"github.com/chappe-matrix/chappe/internal/signingkey"
 	"github.com/chappe-matrix/chappe/internal/sqlutil"
 	"github.com/chappe-matrix/chappe/roomserver"
@@ -40,7 +41,21 @@ type Server struct {
 }
 
 // Start brings up everything the configuration asks this process to run.
-func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (s *Server, err error) {
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+	s, err := start(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// start is Start without the HTTP listener: the components are running
+// and their routes registered.
+func start(ctx context.Context, cfg *config.Config, log *slog.Logger) (s *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -48,9 +63,12 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (s *Server
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	s = &Server{}
+	// The returns below set s to nil: close what was opened through a
+	// copy of the pointer.
+	opened := s
 	defer func() {
 		if err != nil {
-			s.Close()
+			opened.Close()
 		}
 	}()
 	if len(cfg.NATS.URLs) == 0 {
@@ -87,10 +105,14 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (s *Server
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	b.Router = httputil.NewRouter(log, userapi.NewTokenResolver(b.Bus), cfg.ClientAPI.MaxBodyBytes, b.Metrics)
-	if err := s.startComponents(ctx); err != nil {
-		return nil, err
+	if cfg.RateLimits.Enabled {
+		limiter, err := ratelimit.New(cfg.RateLimits)
+		if err != nil {
+			return nil, err
+		}
+		b.Router.SetLimiter(limiter)
 	}
-	if err := s.listen(); err != nil {
+	if err := s.startComponents(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil

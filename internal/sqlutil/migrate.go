@@ -26,7 +26,14 @@ const migrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // its own transaction, in version order. Several processes may start at
 // once: a migration recorded by another one is skipped.
 func (db *DB) Migrate(ctx context.Context, component string, migrations []Migration) error {
-	if _, err := db.ExecContext(ctx, migrationsTable); err != nil {
+	err := db.WithTx(ctx, func(tx *Tx) error {
+		if err := db.lockMigrations(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, migrationsTable)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for i, m := range migrations {
@@ -34,11 +41,8 @@ func (db *DB) Migrate(ctx context.Context, component string, migrations []Migrat
 			return fmt.Errorf("%s migrations: version %d at position %d", component, m.Version, i+1)
 		}
 		err := db.WithTx(ctx, func(tx *Tx) error {
-			if db.Dialect == Postgres {
-				// Serialise concurrent start-ups on the same database.
-				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7361)`); err != nil {
-					return err
-				}
+			if err := db.lockMigrations(ctx, tx); err != nil {
+				return err
 			}
 			var v int
 			err := tx.QueryRowContext(ctx, `SELECT version FROM schema_migrations WHERE component = $1 AND version = $2`, component, m.Version).Scan(&v)
@@ -79,4 +83,15 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// lockMigrations serialises concurrent start-ups on one PostgreSQL
+// database (even CREATE TABLE IF NOT EXISTS races there); SQLite's
+// immediate transactions already do.
+func (db *DB) lockMigrations(ctx context.Context, tx *Tx) error {
+	if db.Dialect != Postgres {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7361)`)
+	return err
 }

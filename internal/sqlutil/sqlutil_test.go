@@ -159,3 +159,30 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Fatalf("count = %d, %v", count, err)
 	}
 }
+
+// Several processes starting at once on one database all succeed and
+// apply each migration once.
+func TestConcurrentMigrations(t *testing.T) {
+	db := openTestDB(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- db.Migrate(ctx, "concurrent", testMigrations)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var count int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE component = $1`, "concurrent").Scan(&count); err != nil || count != 2 {
+		t.Fatalf("migrations recorded: %d, %v", count, err)
+	}
+}

@@ -1,0 +1,119 @@
+package tests
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix"
+
+	"github.com/chappe-matrix/chappe/config"
+	"github.com/chappe-matrix/chappe/internal/specschema"
+	"github.com/chappe-matrix/chappe/internal/testserver"
+)
+
+// The bodies the server answers match the spec's response schemas.
+func TestResponsesMatchTheSpec(t *testing.T) {
+	validator, err := specschema.NewValidator(specDir)
+	if err != nil {
+		t.Skipf("matrix-spec not found beside the repository: %v", err)
+	}
+	srv := testserver.New(t, func(c *config.Config) { c.Registration.Enabled = true })
+	ctx := ctxT(t)
+	alice := srv.RegisterUser(t, "alice")
+	room := must[*mautrix.RespCreateRoom](t)(alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Name: "schemas", Preset: "private_chat"}))
+	must[*mautrix.RespSendEvent](t)(alice.SendText(ctx, room.RoomID, "hello"))
+	v3 := srv.URL + "/_matrix/client/v3"
+	tok := alice.AccessToken
+
+	// check calls an endpoint and validates its answer as operationID's
+	// response with the status it got.
+	check := func(t *testing.T, operationID string, wantStatus int, method, url, token, body string) []byte {
+		t.Helper()
+		status, data := schemaCall(t, method, url, token, body)
+		if status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
+			if strings.Contains(string(data), "M_UNRECOGNIZED") {
+				t.Skipf("%s is not implemented", operationID)
+			}
+		}
+		if status != wantStatus {
+			t.Fatalf("%s %s: status %d, want %d: %s", method, url, status, wantStatus, data)
+		}
+		if err := validator.Validate(operationID, status, data); err != nil {
+			t.Errorf("body does not match the spec: %v\nbody: %s", err, data)
+		}
+		return data
+	}
+
+	t.Run("versions", func(t *testing.T) {
+		check(t, "getVersions", 200, "GET", srv.URL+"/_matrix/client/versions", "", "")
+	})
+	t.Run("login flows", func(t *testing.T) {
+		check(t, "getLoginFlows", 200, "GET", v3+"/login", "", "")
+	})
+	t.Run("login", func(t *testing.T) {
+		check(t, "login", 200, "POST", v3+"/login", "",
+			`{"type":"m.login.password","identifier":{"type":"m.id.user","user":"alice"},"password":"password-alice"}`)
+	})
+	t.Run("register", func(t *testing.T) {
+		// Open registration is user-interactive: the first answer is a
+		// 401 with the flows, the second completes m.login.dummy.
+		data := check(t, "register", 401, "POST", v3+"/register", "", `{"username":"bob","password":"password-bob"}`)
+		var flows struct {
+			Session string `json:"session"`
+		}
+		if err := json.Unmarshal(data, &flows); err != nil {
+			t.Fatal(err)
+		}
+		check(t, "register", 200, "POST", v3+"/register", "",
+			`{"username":"bob","password":"password-bob","auth":{"type":"m.login.dummy","session":"`+flows.Session+`"}}`)
+	})
+	t.Run("createRoom", func(t *testing.T) {
+		check(t, "createRoom", 200, "POST", v3+"/createRoom", tok, `{"name":"another"}`)
+	})
+	t.Run("initial sync", func(t *testing.T) {
+		check(t, "sync", 200, "GET", v3+"/sync", tok, "")
+	})
+	t.Run("messages", func(t *testing.T) {
+		check(t, "getRoomEvents", 200, "GET", v3+"/rooms/"+string(room.RoomID)+"/messages?dir=b", tok, "")
+	})
+	t.Run("room state", func(t *testing.T) {
+		check(t, "getRoomState", 200, "GET", v3+"/rooms/"+string(room.RoomID)+"/state", tok, "")
+	})
+	t.Run("joined rooms", func(t *testing.T) {
+		check(t, "getJoinedRooms", 200, "GET", v3+"/joined_rooms", tok, "")
+	})
+	t.Run("capabilities", func(t *testing.T) {
+		check(t, "getCapabilities", 200, "GET", v3+"/capabilities", tok, "")
+	})
+	t.Run("whoami", func(t *testing.T) {
+		check(t, "getTokenOwner", 200, "GET", v3+"/account/whoami", tok, "")
+	})
+	t.Run("unknown token", func(t *testing.T) {
+		check(t, "getTokenOwner", 401, "GET", v3+"/account/whoami", "nope", "")
+	})
+}
+
+// schemaCall makes a request and returns the status and raw body.
+func schemaCall(t *testing.T, method, url, token, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, data
+}
