@@ -10,8 +10,9 @@ func (c *ClientAPI) accountRoutes(r *httputil.Router) {
 	r.Handle("GET "+v3+"/profile/{userId}", httputil.OptionalAuth, c.getProfile)
 	r.Handle("GET "+v3+"/profile/{userId}/displayname", httputil.OptionalAuth, c.getProfileField(fieldDisplayName))
 	r.Handle("GET "+v3+"/profile/{userId}/avatar_url", httputil.OptionalAuth, c.getProfileField(fieldAvatarURL))
-	r.Handle("PUT "+v3+"/profile/{userId}/displayname", httputil.RequireAuth, c.setProfileField(fieldDisplayName))
-	r.Handle("PUT "+v3+"/profile/{userId}/avatar_url", httputil.RequireAuth, c.setProfileField(fieldAvatarURL))
+	// A profile change re-sends a member event into every joined room.
+	r.HandleLimited("PUT "+v3+"/profile/{userId}/displayname", httputil.RequireAuth, "profile", c.setProfileField(fieldDisplayName))
+	r.HandleLimited("PUT "+v3+"/profile/{userId}/avatar_url", httputil.RequireAuth, "profile", c.setProfileField(fieldAvatarURL))
 
 	r.Handle("GET "+v3+"/devices", httputil.RequireAuth, c.getDevices)
 	r.Handle("GET "+v3+"/devices/{deviceId}", httputil.RequireAuth, c.getDevice)
@@ -23,7 +24,7 @@ func (c *ClientAPI) accountRoutes(r *httputil.Router) {
 	r.Handle("POST "+v3+"/account/deactivate", httputil.RequireAuth, c.deactivate)
 	r.Handle("GET "+v3+"/account/3pid", httputil.RequireAuth, c.threepids)
 
-	r.Handle("POST "+v3+"/refresh", httputil.NoAuth, c.refresh)
+	r.HandleLimited("POST "+v3+"/refresh", httputil.NoAuth, "login", c.refresh)
 	r.Handle("POST "+v1+"/login/get_token", httputil.RequireAuth, c.getLoginToken)
 
 	r.Handle("POST "+v3+"/user_directory/search", httputil.RequireAuth, c.searchUserDirectory)

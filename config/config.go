@@ -56,7 +56,8 @@ type Presence struct {
 
 // RateLimits bounds how often one user (or, unauthenticated, one IP
 // address) may act. Each action is a token bucket: PerSecond refills it,
-// Burst is its size.
+// Burst is its size. Actions left out are not limited; server admins
+// never are (internal/ratelimit).
 type RateLimits struct {
 	Enabled bool                 `yaml:"enabled"`
 	Actions map[string]RateLimit `yaml:"actions"`

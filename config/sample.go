@@ -73,7 +73,8 @@ presence:
 rate_limits:
   # Per user (per IP address before login), one token bucket per action:
   # per_second refills it, burst is its size. Over the limit: 429
-  # M_LIMIT_EXCEEDED with retry_after_ms.
+  # M_LIMIT_EXCEEDED with retry_after_ms. Actions left out are not limited;
+  # server admins never are.
   enabled: true
   actions:
     login:        {per_second: 0.5, burst: 5}

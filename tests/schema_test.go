@@ -24,7 +24,7 @@ func TestResponsesMatchTheSpec(t *testing.T) {
 	ctx := ctxT(t)
 	alice := srv.RegisterUser(t, "alice")
 	room := must[*mautrix.RespCreateRoom](t)(alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Name: "schemas", Preset: "private_chat"}))
-	must[*mautrix.RespSendEvent](t)(alice.SendText(ctx, room.RoomID, "hello"))
+	sent := must[*mautrix.RespSendEvent](t)(alice.SendText(ctx, room.RoomID, "hello"))
 	v3 := srv.URL + "/_matrix/client/v3"
 	tok := alice.AccessToken
 
@@ -91,6 +91,20 @@ func TestResponsesMatchTheSpec(t *testing.T) {
 	t.Run("whoami", func(t *testing.T) {
 		check(t, "getTokenOwner", 200, "GET", v3+"/account/whoami", tok, "")
 	})
+	// Beyond the basics: reads a client makes on opening a room.
+	roomURL := v3 + "/rooms/" + string(room.RoomID)
+	for _, c := range []struct{ operationID, url string }{
+		{"getRoomStateWithKey", roomURL + "/state/m.room.create/"},
+		{"getMembersByRoom", roomURL + "/members"},
+		{"getJoinedMembersByRoom", roomURL + "/joined_members"},
+		{"getOneRoomEvent", roomURL + "/event/" + string(sent.EventID)},
+		{"getEventContext", roomURL + "/context/" + string(sent.EventID)},
+		{"getDevices", v3 + "/devices"},
+		{"getUserProfile", v3 + "/profile/" + string(alice.UserID)},
+		{"getPublicRooms", v3 + "/publicRooms"},
+	} {
+		t.Run(c.operationID, func(t *testing.T) { check(t, c.operationID, 200, "GET", c.url, tok, "") })
+	}
 	t.Run("unknown token", func(t *testing.T) {
 		check(t, "getTokenOwner", 401, "GET", v3+"/account/whoami", "nope", "")
 	})

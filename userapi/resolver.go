@@ -58,3 +58,15 @@ func resolved(resp *QueryAccessTokenResponse) (*Device, error) {
 	}
 	return resp.Device, nil
 }
+
+// ResolveToken is the token check of a process that runs the userapi
+// itself: it reads the userapi's own cache, which a logout or refresh
+// evicts before answering, so the client that logged out is refused at
+// once (other processes learn of it from the revocation announcement).
+func (u *UserAPI) ResolveToken(ctx context.Context, token string) (*Device, error) {
+	resp, err := u.lookupToken(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	return resolved(resp)
+}
