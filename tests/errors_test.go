@@ -18,6 +18,17 @@ type rawResponse struct {
 
 func rawRequest(t *testing.T, method, url, token, body string) rawResponse {
 	t.Helper()
+	status, data := doRequest(t, method, url, token, body)
+	out := rawResponse{status: status}
+	if err := json.Unmarshal(data, &out.body); err != nil {
+		t.Fatalf("%s %s: response is not JSON (%d): %q", method, url, status, data)
+	}
+	return out
+}
+
+// doRequest makes a request and returns the status and raw body.
+func doRequest(t *testing.T, method, url, token, body string) (int, []byte) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -30,12 +41,11 @@ func rawRequest(t *testing.T, method, url, token, body string) rawResponse {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	out := rawResponse{status: resp.StatusCode}
-	if err := json.Unmarshal(data, &out.body); err != nil {
-		t.Fatalf("%s %s: response is not JSON (%d): %q", method, url, resp.StatusCode, data)
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return resp.StatusCode, data
 }
 
 // Every failure is a Matrix error with the spec's code and status; no

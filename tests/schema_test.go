@@ -2,7 +2,6 @@ package tests
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -32,7 +31,7 @@ func TestResponsesMatchTheSpec(t *testing.T) {
 	// response with the status it got.
 	check := func(t *testing.T, operationID string, wantStatus int, method, url, token, body string) []byte {
 		t.Helper()
-		status, data := schemaCall(t, method, url, token, body)
+		status, data := doRequest(t, method, url, token, body)
 		if status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
 			if strings.Contains(string(data), "M_UNRECOGNIZED") {
 				t.Skipf("%s is not implemented", operationID)
@@ -108,26 +107,4 @@ func TestResponsesMatchTheSpec(t *testing.T) {
 	t.Run("unknown token", func(t *testing.T) {
 		check(t, "getTokenOwner", 401, "GET", v3+"/account/whoami", "nope", "")
 	})
-}
-
-// schemaCall makes a request and returns the status and raw body.
-func schemaCall(t *testing.T, method, url, token, body string) (int, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, data
 }
