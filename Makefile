@@ -19,12 +19,12 @@ test: test-embedded test-external
 
 test-embedded:
 	$(GO) vet ./...
-	CHAPPE_TEST_POSTGRES= CHAPPE_TEST_NATS= $(GO) test -count=1 -timeout 15m ./...
+	CHAPPE_TEST_POSTGRES= CHAPPE_TEST_NATS= $(GO) test -tags goolm -count=1 -timeout 15m ./...
 
 test-external:
 	@if [ -n "$$CHAPPE_TEST_POSTGRES" ] || [ -n "$$CHAPPE_TEST_NATS" ]; then \
 		echo "== again with CHAPPE_TEST_POSTGRES=$$CHAPPE_TEST_POSTGRES CHAPPE_TEST_NATS=$$CHAPPE_TEST_NATS"; \
-		$(GO) test -count=1 -timeout 15m ./... ; \
+		$(GO) test -tags goolm -count=1 -timeout 15m ./... ; \
 	fi
 
 ## bench: the Go benchmarks (figures in docs/performance.md)

@@ -30,7 +30,22 @@ func (c *ClientAPI) getProfile(req *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p, nil
+	// The extended fields (misc_profile.go) are part of the profile too.
+	fields, err := userapi.QueryProfileFields.Call(req.Context(), c.bus, &userapi.QueryProfileRequest{UserID: userID})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]any, len(fields.Fields)+2)
+	for k, v := range fields.Fields {
+		out[k] = v
+	}
+	if p.DisplayName != "" {
+		out[fieldDisplayName] = p.DisplayName
+	}
+	if p.AvatarURL != "" {
+		out[fieldAvatarURL] = p.AvatarURL
+	}
+	return out, nil
 }
 
 // getProfileField answers one field; M_NOT_FOUND when it is not set, as

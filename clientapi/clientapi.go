@@ -68,4 +68,6 @@ func (c *ClientAPI) routes(r *httputil.Router) {
 
 	c.accountRoutes(r) // routes_account.go: profile, devices, password, deactivation, tokens
 	c.roomRoutes(r)    // routes_rooms.go: directory, aliases, members, context, relations, upgrades
+	c.keyRoutes(r)     // routes_keys.go: E2EE keys, cross-signing, to-device, key backup
+	c.miscRoutes(r)    // routes_misc.go: VoIP, OpenID, summaries, admin, search, third-party
 }

@@ -25,6 +25,9 @@ func (c *ClientAPI) sendState(req *httputil.Request) (any, error) {
 }
 
 func (c *ClientAPI) send(req *httputil.Request, stateKey *string, txnID string) (any, error) {
+	if err := refuseSuspended(req); err != nil { // misc_admin.go
+		return nil, err
+	}
 	roomID, err := roomIDParam(req)
 	if err != nil {
 		return nil, err

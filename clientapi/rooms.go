@@ -33,6 +33,9 @@ type createRoomRequest struct {
 }
 
 func (c *ClientAPI) createRoom(req *httputil.Request) (any, error) {
+	if err := refuseSuspended(req); err != nil { // misc_admin.go
+		return nil, err
+	}
 	var body createRoomRequest
 	if err := httputil.DecodeJSON(req.Request, &body); err != nil {
 		return nil, err
@@ -151,6 +154,9 @@ func (c *ClientAPI) joinRoomByID(req *httputil.Request) (any, error) {
 }
 
 func (c *ClientAPI) join(req *httputil.Request, roomIDOrAlias string, via []string) (any, error) {
+	if err := refuseSuspended(req); err != nil {
+		return nil, err
+	}
 	var body membershipBody
 	if err := httputil.DecodeJSON(req.Request, &body); err != nil {
 		return nil, err
@@ -186,6 +192,12 @@ func (c *ClientAPI) unban(req *httputil.Request) (any, error) {
 // membership sends a membership change. withTarget says the body names the
 // target user (invite, kick, ban, unban); leave targets the sender.
 func (c *ClientAPI) membership(req *httputil.Request, membership string, withTarget bool) (any, error) {
+	// A suspended user may still leave and reject invites, nothing else.
+	if withTarget {
+		if err := refuseSuspended(req); err != nil {
+			return nil, err
+		}
+	}
 	roomID, err := roomIDParam(req)
 	if err != nil {
 		return nil, err

@@ -8,11 +8,8 @@ import "github.com/chappe-matrix/chappe/internal/httputil"
 func (c *ClientAPI) accountRoutes(r *httputil.Router) {
 	const v1 = "/_matrix/client/v1"
 	r.Handle("GET "+v3+"/profile/{userId}", httputil.OptionalAuth, c.getProfile)
-	r.Handle("GET "+v3+"/profile/{userId}/displayname", httputil.OptionalAuth, c.getProfileField(fieldDisplayName))
-	r.Handle("GET "+v3+"/profile/{userId}/avatar_url", httputil.OptionalAuth, c.getProfileField(fieldAvatarURL))
-	// A profile change re-sends a member event into every joined room.
-	r.HandleLimited("PUT "+v3+"/profile/{userId}/displayname", httputil.RequireAuth, "profile", c.setProfileField(fieldDisplayName))
-	r.HandleLimited("PUT "+v3+"/profile/{userId}/avatar_url", httputil.RequireAuth, "profile", c.setProfileField(fieldAvatarURL))
+	// The fields, displayname and avatar_url included, are under
+	// /profile/{userId}/{keyName} in routes_misc.go.
 
 	r.Handle("GET "+v3+"/devices", httputil.RequireAuth, c.getDevices)
 	r.Handle("GET "+v3+"/devices/{deviceId}", httputil.RequireAuth, c.getDevice)

@@ -13,14 +13,20 @@ var specVersions = []string{"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v
 
 func (c *ClientAPI) versions(*httputil.Request) (any, error) {
 	return map[string]any{
-		"versions":          specVersions,
-		"unstable_features": map[string]bool{},
+		"versions": specVersions,
+		// Element X uses sliding sync (syncapi/sliding.go) when it sees this.
+		"unstable_features": map[string]bool{"org.matrix.simplified_msc3575": true},
 	}, nil
 }
 
 func (c *ClientAPI) wellKnown(*httputil.Request) (any, error) {
 	return map[string]any{
 		"m.homeserver": map[string]string{"base_url": c.cfg.BaseURL()},
+		// Element's E2EE settings (config e2ee:).
+		"io.element.e2ee": map[string]bool{
+			"secure_backup_required": c.cfg.E2EE.SecureBackupRequired,
+			"default":                c.cfg.E2EE.Default,
+		},
 	}, nil
 }
 
@@ -44,7 +50,7 @@ func (c *ClientAPI) capabilities(*httputil.Request) (any, error) {
 			"m.set_avatar_url":  map[string]bool{"enabled": true},
 			"m.3pid_changes":    map[string]bool{"enabled": false},
 			"m.get_login_token": map[string]bool{"enabled": true},
-			"m.profile_fields":  map[string]bool{"enabled": false},
+			"m.profile_fields":  map[string]bool{"enabled": true},
 		},
 	}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,10 +23,11 @@ const (
 	ComponentUserAPI    = "userapi"
 	ComponentClientAPI  = "clientapi"
 	ComponentSyncAPI    = "syncapi"
+	ComponentMediaAPI   = "mediaapi"
 )
 
 // AllComponents is what `chappe serve` runs when `components:` is empty.
-var AllComponents = []string{ComponentRoomserver, ComponentUserAPI, ComponentClientAPI, ComponentSyncAPI}
+var AllComponents = []string{ComponentRoomserver, ComponentUserAPI, ComponentClientAPI, ComponentSyncAPI, ComponentMediaAPI}
 
 // Config is the whole file.
 type Config struct {
@@ -45,8 +47,76 @@ type Config struct {
 	Registration Registration `yaml:"registration"`
 	Rooms        Rooms        `yaml:"rooms"`
 	Presence     Presence     `yaml:"presence"`
+	E2EE         E2EE         `yaml:"e2ee"`
 	RateLimits   RateLimits   `yaml:"rate_limits"`
+	Media        Media        `yaml:"media"`
 	Logging      Logging      `yaml:"logging"`
+	TURN         TURN         `yaml:"turn"`
+	Support      Support      `yaml:"support"`
+}
+
+// TURN is what /voip/turnServer hands to clients. With SharedSecret set,
+// credentials follow the TURN REST API scheme (coturn's
+// use-auth-secret); otherwise Username and Password are given as they are.
+// No URIs: no TURN server is offered.
+type TURN struct {
+	URIs         []string      `yaml:"uris"`
+	SharedSecret string        `yaml:"shared_secret"`
+	UserLifetime time.Duration `yaml:"user_lifetime"`
+	Username     string        `yaml:"username"`
+	Password     string        `yaml:"password"`
+}
+
+// Support is /.well-known/matrix/support; empty answers 404.
+type Support struct {
+	Contacts    []SupportContact `yaml:"contacts"`
+	SupportPage string           `yaml:"support_page"`
+}
+
+type SupportContact struct {
+	MatrixID     string `yaml:"matrix_id"`
+	EmailAddress string `yaml:"email_address"`
+	Role         string `yaml:"role"`
+}
+
+// Media configures the content repository (mediaapi).
+type Media struct {
+	// StoragePath holds the files (content-addressed), relative to data_dir.
+	StoragePath string `yaml:"storage_path"`
+	// MaxUploadBytes bounds one upload (413 M_TOO_LARGE above it).
+	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// UserQuotaBytes bounds what one user may store in total; 0 is no quota.
+	UserQuotaBytes int64 `yaml:"user_quota_bytes"`
+	// MaxPendingUploads bounds a user's created-but-unfilled mxc URIs.
+	MaxPendingUploads int `yaml:"max_pending_uploads"`
+	// UnusedExpiry is how long a created mxc URI waits for its content.
+	UnusedExpiry time.Duration `yaml:"unused_expiry"`
+	// LegacyUnauthenticated serves /_matrix/media/v3/download and
+	// /thumbnail without an access token; off, they answer 404 (Synapse's
+	// enable_authenticated_media freeze, for all media at once).
+	LegacyUnauthenticated bool `yaml:"legacy_unauthenticated"`
+	// MaxThumbnailPixels: larger images are not decoded (decompression bombs).
+	MaxThumbnailPixels int64           `yaml:"max_thumbnail_pixels"`
+	ThumbnailSizes     []ThumbnailSize `yaml:"thumbnail_sizes"`
+	URLPreview         URLPreview      `yaml:"url_preview"`
+}
+
+type ThumbnailSize struct {
+	Width  int    `yaml:"width"`
+	Height int    `yaml:"height"`
+	Method string `yaml:"method"` // crop or scale
+}
+
+// URLPreview configures /preview_url, which makes the server fetch
+// arbitrary URLs: off by default.
+type URLPreview struct {
+	Enabled bool `yaml:"enabled"`
+	// AllowedCIDRs are private ranges previews may reach anyway (loopback,
+	// RFC 1918, link-local... are refused otherwise).
+	AllowedCIDRs []string      `yaml:"allowed_cidrs"`
+	MaxBytes     int64         `yaml:"max_bytes"`
+	Timeout      time.Duration `yaml:"timeout"`
+	CacheTTL     time.Duration `yaml:"cache_ttl"`
 }
 
 type Presence struct {
@@ -132,8 +202,31 @@ func Default() *Config {
 		Registration:   Registration{RefreshableAccessTokenLifetime: 5 * time.Minute},
 		Rooms:          Rooms{DefaultVersion: "12"},
 		Presence:       Presence{Enabled: true},
+		E2EE:           E2EE{Default: true},
 		RateLimits:     RateLimits{Enabled: true, Actions: DefaultRateLimits()},
+		Media:          DefaultMedia(),
 		Logging:        Logging{Level: "info", Format: "text"},
+		TURN:           TURN{UserLifetime: time.Hour},
+	}
+}
+
+// DefaultMedia is the media section with nothing set; the thumbnail sizes
+// are the spec's (and Synapse's) recommendation.
+func DefaultMedia() Media {
+	return Media{
+		StoragePath:        "media",
+		MaxUploadBytes:     50 << 20,
+		MaxPendingUploads:  10,
+		UnusedExpiry:       24 * time.Hour,
+		MaxThumbnailPixels: 32_000_000,
+		ThumbnailSizes: []ThumbnailSize{
+			{Width: 32, Height: 32, Method: "crop"},
+			{Width: 96, Height: 96, Method: "crop"},
+			{Width: 320, Height: 240, Method: "scale"},
+			{Width: 640, Height: 480, Method: "scale"},
+			{Width: 800, Height: 600, Method: "scale"},
+		},
+		URLPreview: URLPreview{MaxBytes: 10 << 20, Timeout: 10 * time.Second, CacheTTL: time.Hour},
 	}
 }
 
@@ -218,6 +311,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("rooms.default_version", "%q is not a supported room version (1 to 12)", c.Rooms.DefaultVersion)
 	}
+	c.validateMedia(bad)
 	switch c.Logging.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -227,6 +321,17 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		bad("logging.format", "must be text or json")
+	}
+	if c.TURN.UserLifetime <= 0 {
+		bad("turn.user_lifetime", "must be positive")
+	}
+	for i, ct := range c.Support.Contacts {
+		if ct.MatrixID == "" && ct.EmailAddress == "" {
+			bad(fmt.Sprintf("support.contacts[%d]", i), "needs matrix_id or email_address")
+		}
+		if ct.Role == "" {
+			bad(fmt.Sprintf("support.contacts[%d].role", i), "must be set (m.role.admin, m.role.security or a namespaced role)")
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -258,4 +363,57 @@ func (c *Config) BaseURL() string {
 		return strings.TrimRight(c.PublicBaseURL, "/")
 	}
 	return "http://" + c.ClientAPI.Listen
+}
+
+func (c *Config) validateMedia(bad func(key, format string, args ...any)) {
+	m := c.Media
+	if m.StoragePath == "" {
+		bad("media.storage_path", "must be set")
+	}
+	if m.MaxUploadBytes < 1 {
+		bad("media.max_upload_bytes", "must be positive, got %d", m.MaxUploadBytes)
+	}
+	if m.UserQuotaBytes < 0 {
+		bad("media.user_quota_bytes", "must be 0 (no quota) or positive, got %d", m.UserQuotaBytes)
+	}
+	if m.MaxPendingUploads < 1 {
+		bad("media.max_pending_uploads", "must be at least 1")
+	}
+	if m.UnusedExpiry < time.Minute {
+		bad("media.unused_expiry", "must be at least 1m, got %s", m.UnusedExpiry)
+	}
+	if m.MaxThumbnailPixels < 1 {
+		bad("media.max_thumbnail_pixels", "must be positive")
+	}
+	for i, s := range m.ThumbnailSizes {
+		if s.Width < 1 || s.Height < 1 || s.Width > 4096 || s.Height > 4096 {
+			bad("media.thumbnail_sizes", "entry %d: width and height must be between 1 and 4096", i)
+		}
+		if s.Method != "crop" && s.Method != "scale" {
+			bad("media.thumbnail_sizes", "entry %d: method must be crop or scale, got %q", i, s.Method)
+		}
+	}
+	p := m.URLPreview
+	for _, cidr := range p.AllowedCIDRs {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			bad("media.url_preview.allowed_cidrs", "%q is not a CIDR (e.g. 10.0.0.0/8)", cidr)
+		}
+	}
+	if p.MaxBytes < 1024 {
+		bad("media.url_preview.max_bytes", "must be at least 1024, got %d", p.MaxBytes)
+	}
+	if p.Timeout < time.Second {
+		bad("media.url_preview.timeout", "must be at least 1s, got %s", p.Timeout)
+	}
+	if p.CacheTTL < 0 {
+		bad("media.url_preview.cache_ttl", "must not be negative")
+	}
+}
+
+// E2EE is advertised to clients in /.well-known/matrix/client as
+// io.element.e2ee: SecureBackupRequired asks clients to make users set up
+// key backup; Default is whether clients encrypt new rooms by default.
+type E2EE struct {
+	SecureBackupRequired bool `yaml:"secure_backup_required"`
+	Default              bool `yaml:"default"`
 }

@@ -70,6 +70,12 @@ presence:
   # Share online/offline status with other users (Tchap turns it off).
   enabled: true
 
+e2ee:
+  # Advertised to clients in /.well-known/matrix/client (io.element.e2ee):
+  # ask users to set up secure key backup, and encrypt new rooms by default.
+  secure_backup_required: false
+  default: true
+
 rate_limits:
   # Per user (per IP address before login), one token bucket per action:
   # per_second refills it, burst is its size. Over the limit: 429
@@ -86,7 +92,64 @@ rate_limits:
     profile:      {per_second: 1, burst: 10}
     media_upload: {per_second: 2, burst: 20}
 
+media:
+  # Uploaded files, stored once per distinct content (relative to data_dir).
+  storage_path: media
+  # Largest upload (50 MiB); larger ones get 413 M_TOO_LARGE.
+  max_upload_bytes: 52428800
+  # Total bytes one user may store; 0: no quota. Over it: 403 M_FORBIDDEN.
+  user_quota_bytes: 0
+  # mxc URIs a user may have created (POST /_matrix/media/v1/create) and not
+  # yet filled; more: 429 M_LIMIT_EXCEEDED. Unfilled ones expire after
+  # unused_expiry.
+  max_pending_uploads: 10
+  unused_expiry: 24h
+  # Serve the deprecated unauthenticated /_matrix/media/v3/download and
+  # /thumbnail endpoints. Off: they answer 404 M_NOT_FOUND and clients use
+  # the authenticated /_matrix/client/v1/media endpoints.
+  legacy_unauthenticated: false
+  # Images with more pixels are not thumbnailed (decompression bombs).
+  max_thumbnail_pixels: 32000000
+  # Thumbnails generated on demand and kept; a request is served the
+  # smallest size of its method at least as large as asked.
+  thumbnail_sizes:
+    - {width: 32, height: 32, method: crop}
+    - {width: 96, height: 96, method: crop}
+    - {width: 320, height: 240, method: scale}
+    - {width: 640, height: 480, method: scale}
+    - {width: 800, height: 600, method: scale}
+  url_preview:
+    # Previews make this server fetch URLs users post: off by default.
+    enabled: false
+    # Loopback, private, link-local, multicast... addresses are refused
+    # unless inside one of these ranges (e.g. [10.20.0.0/16]).
+    allowed_cidrs: []
+    # Largest page or image fetched, and how long a fetch may take.
+    max_bytes: 10485760
+    timeout: 10s
+    # How long a preview is reused before the URL is fetched again.
+    cache_ttl: 1h
+
 logging:
   level: info     # debug, info, warn, error
   format: text    # text or json
+
+# TURN servers for VoIP calls (/voip/turnServer). No uris: none is offered.
+# With shared_secret (coturn's static-auth-secret), each user gets
+# credentials valid for user_lifetime; otherwise username/password are
+# handed out as they are.
+turn:
+  uris: []
+  shared_secret: ""
+  user_lifetime: 1h0m0s
+  username: ""
+  password: ""
+
+# Whom users contact about this server (/.well-known/matrix/support), e.g.
+#   contacts: [{matrix_id: "@admin:example.gouv.fr", email_address: "", role: m.role.admin}]
+#   support_page: https://example.gouv.fr/support
+# Nothing set: the file is not served (404).
+support:
+  contacts: []
+  support_page: ""
 `

@@ -77,6 +77,9 @@ func (rs *Roomserver) commit(ctx context.Context, c *commitRequest) error {
 		if err := commitExtras(ctx, tx, c); err != nil { // commit_extras.go
 			return err
 		}
+		if err := indexSearch(ctx, tx, c); err != nil { // search_index.go
+			return err
+		}
 		return updateRoomHead(ctx, tx, h.nid, snapshot, chainLen, c.extremities, c.depth)
 	})
 	if err != nil {

@@ -73,6 +73,9 @@ func New(ctx context.Context, b *base.Base) (*Roomserver, error) {
 	if err := b.DB.Migrate(ctx, "roomserver_rooms", roomMigrations); err != nil {
 		return nil, err
 	}
+	if err := b.DB.Migrate(ctx, "roomserver_search", searchMigrations); err != nil {
+		return nil, err
+	}
 	if err := Output.Ensure(ctx, b.Bus); err != nil {
 		return nil, err
 	}
@@ -144,6 +147,8 @@ func (rs *Roomserver) serveRooms() error {
 		UpgradeRoom.Serve(rs.bus, rs.upgradeRoom),
 		QueryHierarchy.Serve(rs.bus, rs.queryHierarchy),
 		Report.Serve(rs.bus, rs.report),
+		QueryRoomSummary.Serve(rs.bus, rs.queryRoomSummary), // api_summary.go
+		SearchRoomEvents.Serve(rs.bus, rs.searchRoomEvents), // api_search.go
 	} {
 		if err != nil {
 			return err

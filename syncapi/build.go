@@ -74,6 +74,12 @@ func (s *SyncAPI) buildSync(ctx context.Context, req *syncRequest, now streamPos
 	if err := b.addExtras(ctx); err != nil {
 		return nil, err
 	}
+	if req.stateAfter {
+		b.resp.moveStateAfter()
+	}
+	if err := b.addPushData(ctx); err != nil {
+		return nil, err
+	}
 	return b.resp, nil
 }
 

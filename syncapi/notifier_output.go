@@ -31,6 +31,10 @@ func (n *notifier) onOutput(ctx context.Context, seq uint64, m *OutputMessage) e
 			ids = append(ids, r.RoomID)
 		}
 		return n.notifyRooms(ctx, ids, m.UserID, streamPos{Stream: m.Pos})
+	case kindToDevice: // todevice.go: only the recipient hears of it
+		n.notifyUsers([]string{m.UserID}, streamPos{Stream: m.Pos})
+	case kindDeviceList: // devicelists.go: like presence, the user's rooms
+		return n.notifyUserRooms(ctx, m.UserID, streamPos{Stream: m.Pos})
 	case kindTyping:
 		// Members are loaded first: a failure retries the message, and it
 		// must not have been applied by then.

@@ -132,6 +132,10 @@ func (s *SyncAPI) storeMarker(ctx context.Context, roomID, userID, typ, threadID
 		content, _ := json.Marshal(map[string]string{"event_id": eventID})
 		return s.updateAccountData(ctx, userID, roomID, markerFullyRead, func([]byte) ([]byte, error) { return content, nil })
 	}
+	// Before the receipt is published: the syncs it wakes read the counts.
+	if err := s.markReadReceipt(ctx, roomID, userID, typ, threadID, eventID); err != nil {
+		return err
+	}
 	var pos int64
 	err := s.store.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
 		var err error

@@ -14,6 +14,7 @@ type syncResponse struct {
 	Rooms       syncRooms `json:"rooms"`
 	AccountData eventList `json:"account_data"`
 	Presence    eventList `json:"presence"`
+	e2eeSync              // devicelists_sync.go: to-device, device lists, key counts
 }
 
 type syncRooms struct {
@@ -40,7 +41,7 @@ func newSyncResponse() *syncResponse {
 // sync keeps waiting.
 func (r *syncResponse) empty() bool {
 	return len(r.Rooms.Join)+len(r.Rooms.Invite)+len(r.Rooms.Leave)+len(r.Rooms.Knock)+
-		len(r.AccountData.Events)+len(r.Presence.Events) == 0
+		len(r.AccountData.Events)+len(r.Presence.Events) == 0 && r.e2eeEmpty()
 }
 
 type joinedRoom struct {
@@ -48,10 +49,16 @@ type joinedRoom struct {
 	State       stateBatch `json:"state"`
 	AccountData eventList  `json:"account_data"`
 	Ephemeral   eventList  `json:"ephemeral"`
-	// Notification counts and the room summary are not computed yet; empty
-	// objects tell clients to work them out from the state themselves.
-	UnreadNotifications struct{} `json:"unread_notifications"`
-	Summary             struct{} `json:"summary"`
+	// MSC4222 (state_after.go): set instead of State on request.
+	StateAfter         *stateBatch `json:"state_after,omitempty"`
+	UnstableStateAfter *stateBatch `json:"org.matrix.msc4222.state_after,omitempty"`
+	// The room summary is not computed yet; an empty object tells clients
+	// to work it out from the state themselves.
+	Summary struct{} `json:"summary"`
+
+	// Set by addPushData (notifications_sync.go).
+	UnreadNotifications       unreadNotifications            `json:"unread_notifications"`
+	UnreadThreadNotifications map[string]unreadNotifications `json:"unread_thread_notifications,omitempty"`
 }
 
 func newJoinedRoom(tl timeline, state stateBatch) *joinedRoom {
@@ -62,6 +69,9 @@ type leftRoom struct {
 	Timeline    timeline   `json:"timeline"`
 	State       stateBatch `json:"state"`
 	AccountData eventList  `json:"account_data"`
+	// MSC4222, as in joinedRoom.
+	StateAfter         *stateBatch `json:"state_after,omitempty"`
+	UnstableStateAfter *stateBatch `json:"org.matrix.msc4222.state_after,omitempty"`
 }
 
 type invitedRoom struct {

@@ -134,6 +134,9 @@ func (b *syncBuilder) timeline(ctx context.Context, roomID string, from, to int6
 	if len(evs) > 0 {
 		tl.PrevBatch = formatToken(evs[0].Pos - 1)
 	}
+	if b.req.stateAfter {
+		return b.stateAfter(ctx, roomID, from, to, full, tl, evs)
+	}
 	sf := &b.req.filter.Room.State
 	if !full && !limited && !dropped && !sf.LazyLoadMembers {
 		return tl, stateBatch{Events: []roomserver.ClientEvent{}}, nil

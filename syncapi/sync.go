@@ -20,6 +20,7 @@ type syncRequest struct {
 	initial     bool      // no since token
 	since       streamPos // the positions the client has seen
 	fullState   bool
+	stateAfter  bool // MSC4222 (state_after.go)
 	timeout     time.Duration
 	filter      *syncFilter
 	setPresence string // "" when the sync leaves presence alone
@@ -69,6 +70,9 @@ func (s *SyncAPI) parseSyncRequest(req *httputil.Request) (*syncRequest, error) 
 		return nil, err
 	}
 	sr.filter = f
+	if sr.stateAfter, err = parseStateAfter(q); err != nil {
+		return nil, err
+	}
 	return sr, nil
 }
 
@@ -96,8 +100,14 @@ func (s *SyncAPI) sync(req *httputil.Request) (any, error) {
 		// backup, a process whose stream lags) is kept rather than sent
 		// backwards.
 		now = now.union(sr.since)
+		if now, err = s.prepareToDevice(ctx, sr, now); err != nil { // todevice.go
+			return nil, err
+		}
 		resp, err := s.buildSync(ctx, sr, now)
 		if err != nil {
+			return nil, err
+		}
+		if err := s.addE2EE(ctx, sr, now, resp); err != nil { // devicelists_sync.go
 			return nil, err
 		}
 		if sr.initial || sr.fullState || !resp.empty() {

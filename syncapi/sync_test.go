@@ -44,7 +44,7 @@ func TestInitialSyncShape(t *testing.T) {
 	room := shape.Rooms.Join[roomA]
 	for key, want := range map[string]string{
 		"account_data": `{"events":[]}`, "ephemeral": `{"events":[]}`,
-		"unread_notifications": `{}`, "summary": `{}`, "state": `{"events":[]}`,
+		"unread_notifications": `{"notification_count":0,"highlight_count":0}`, "summary": `{}`, "state": `{"events":[]}`,
 	} {
 		if string(room[key]) != want {
 			t.Errorf("%s = %s, want %s", key, room[key], want)

@@ -33,6 +33,7 @@ type SyncAPI struct {
 	// presenceEnabled is the presence.enabled switch: off, presence is
 	// neither stored nor sent (see presence.go).
 	presenceEnabled bool
+	push            *pushState // push rules, notification counts, pushers (push_consume.go)
 
 	done      chan struct{} // closed by Close: waiting syncs return
 	closeOnce sync.Once
@@ -83,6 +84,14 @@ func New(ctx context.Context, b *base.Base, reader roomserver.EventReader) (*Syn
 	}
 	s.subs = append(s.subs, sub)
 	s.routes(b.Router)
+	if err := s.startPush(ctx, b.Router); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.startE2EE(ctx); err != nil { // devicelists_start.go
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -121,6 +130,7 @@ func (s *SyncAPI) routes(r *httputil.Router) {
 
 	r.Handle("GET "+v3+"/presence/{userId}/status", auth, s.getPresence)
 	r.Handle("PUT "+v3+"/presence/{userId}/status", auth, s.putPresence)
+	s.routeSliding(r) // simplified sliding sync, sliding.go
 }
 
 // localTo says whether a user ID belongs to serverName; without a server

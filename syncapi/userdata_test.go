@@ -132,7 +132,8 @@ func TestAccountDataEndpointsAndSync(t *testing.T) {
 	}
 	// An initial sync has everything; a filter narrows it.
 	all := h.sync(aliceTok, nil)
-	if got := eventTypes(all.AccountData.Events); len(got) != 2 {
+	// Three: the two set above and the default m.push_rules.
+	if got := eventTypes(all.AccountData.Events); len(got) != 3 {
 		t.Fatalf("initial global = %v", got)
 	}
 	if got := eventTypes(all.Rooms.Join[roomA].AccountData.Events); !slices.Equal(got, []string{"x.room"}) {
@@ -145,9 +146,9 @@ func TestAccountDataEndpointsAndSync(t *testing.T) {
 	if got := filtered.Rooms.Join[roomA].AccountData.Events; len(got) != 0 {
 		t.Fatalf("filtered room = %v", eventTypes(got))
 	}
-	// Bob sees none of it.
-	if got := h.sync(bobTok, nil).AccountData.Events; len(got) != 0 {
-		t.Fatalf("bob got %v", eventTypes(got))
+	// Bob sees none of it, only his own default push rules.
+	if got := eventTypes(h.sync(bobTok, nil).AccountData.Events); !slices.Equal(got, []string{"m.push_rules"}) {
+		t.Fatalf("bob got %v", got)
 	}
 }
 

@@ -56,7 +56,7 @@ func TestProfile(t *testing.T) {
 		{"unknown user", "GET", v3 + "@nobody:localhost", "", "", "M_NOT_FOUND", 404},
 		{"remote user", "GET", v3 + "@alice:elsewhere.example", "", "", "M_NOT_FOUND", 404},
 		{"not a user ID", "GET", v3 + "alice", "", "", "M_INVALID_PARAM", 400},
-		{"unknown field", "GET", v3 + string(alice.UserID) + "/m.tz", "", "", "M_UNRECOGNIZED", 404},
+		{"unset field", "GET", v3 + string(alice.UserID) + "/m.tz", "", "", "M_NOT_FOUND", 404},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

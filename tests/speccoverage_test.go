@@ -53,7 +53,9 @@ func TestRoutesAreInTheSpec(t *testing.T) {
 			t.Errorf("route %q has no method; the spec gives each operation one", pattern)
 			continue
 		}
-		if !specschema.InSpec(pattern, ops) {
+		// A spec path that ends in "/" is also served without it, as
+		// clients (mautrix) ask for it.
+		if !specschema.InSpec(pattern, ops) && !specschema.InSpec(pattern+"/{$}", ops) {
 			t.Errorf("route %q is not an operation of the client-server spec", pattern)
 		}
 	}

@@ -188,6 +188,9 @@ func (u *UserAPI) deactivate(ctx context.Context, req *DeactivateRequest) (*Deac
 			if _, err := tx.ExecContext(ctx, `UPDATE ua_profiles SET displayname = '', avatar_url = '' WHERE user_id = $1`, userID); err != nil {
 				return fmt.Errorf("erase profile of %s: %w", userID, err)
 			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM ua_profile_fields WHERE user_id = $1`, userID); err != nil {
+				return fmt.Errorf("erase profile fields of %s: %w", userID, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM ua_login_tokens WHERE user_id = $1`, userID); err != nil {
 			return fmt.Errorf("delete login tokens of %s: %w", userID, err)

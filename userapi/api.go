@@ -69,6 +69,11 @@ type Device struct {
 	DisplayName string `json:"display_name,omitempty"`
 	IsAdmin     bool   `json:"is_admin,omitempty"`
 	IsGuest     bool   `json:"is_guest,omitempty"`
+	// Suspended accounts may read but not act (clientapi refuses with
+	// M_USER_SUSPENDED); locked ones are refused everything but logout
+	// (the router answers M_USER_LOCKED).
+	Suspended bool `json:"suspended,omitempty"`
+	Locked    bool `json:"locked,omitempty"`
 }
 
 type QueryAccessTokenRequest struct {

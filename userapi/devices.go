@@ -68,6 +68,9 @@ func errDeactivated() error {
 
 // startSession gives an authenticated user a device and its tokens.
 func (u *UserAPI) startSession(ctx context.Context, userID string, req *LoginRequest) (*LoginResponse, error) {
+	if err := u.refuseLocked(ctx, userID); err != nil { // admin_flags.go
+		return nil, err
+	}
 	var issued issuedToken
 	err := u.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
 		var err error
@@ -242,6 +245,9 @@ func deleteTokens(ctx context.Context, tx *sqlutil.Tx, userID, deviceID string) 
 // deleteDevices deletes one device of the user (or all of them when
 // deviceID is "") with their tokens, and returns the tokens' hashes.
 func deleteDevices(ctx context.Context, tx *sqlutil.Tx, userID, deviceID string) ([][]byte, error) {
+	if err := deleteDeviceKeys(ctx, tx, userID, deviceID); err != nil { // keys_device.go
+		return nil, err
+	}
 	if deviceID != "" {
 		revoked, err := deleteTokens(ctx, tx, userID, deviceID)
 		if err != nil {

@@ -104,4 +104,43 @@ CREATE TABLE ua_registration_tokens (
 	expiry_ms BIGINT
 );
 `,
+}, {
+	Version: 3,
+	SQL: `
+-- Account moderation (spec: account locking and suspension). A locked
+-- account's tokens stay valid but every request is refused, a suspended
+-- one may read but not act.
+ALTER TABLE ua_accounts ADD COLUMN is_suspended BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE ua_accounts ADD COLUMN is_locked BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- Extended profile fields (spec v1.16): one row per field, the value as
+-- JSON text. displayname and avatar_url stay in ua_profiles.
+CREATE TABLE ua_profile_fields (
+	user_id TEXT NOT NULL REFERENCES ua_accounts (user_id),
+	field TEXT NOT NULL,
+	value TEXT NOT NULL,
+	PRIMARY KEY (user_id, field)
+);
+
+-- OpenID tokens that other servers exchange for the user's identity
+-- (federation openid/userinfo). Only the SHA-256 is stored.
+CREATE TABLE ua_openid_tokens (
+	token_hash BYTEA PRIMARY KEY,
+	user_id TEXT NOT NULL,
+	expires_ms BIGINT NOT NULL
+);
+CREATE INDEX ua_openid_tokens_expiry ON ua_openid_tokens (expires_ms);
+
+-- Reports about users (POST /users/{userId}/report) for the moderators.
+CREATE TABLE ua_user_reports (
+	report_id BIGSERIAL PRIMARY KEY,
+	target_user_id TEXT NOT NULL,
+	reporter TEXT NOT NULL,
+	reason TEXT NOT NULL,
+	received_ms BIGINT NOT NULL
+);
+`,
+}, {
+	Version: 4,
+	SQL:     keysSchema, // keys_schema.go: end-to-end encryption keys and backups
 }}

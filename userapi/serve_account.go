@@ -25,5 +25,13 @@ func (u *UserAPI) serveAccount() error {
 		DeleteRegistrationToken.Serve(u.bus, u.deleteRegistrationToken),
 		CheckRegistrationToken.Serve(u.bus, u.checkRegistrationToken),
 		ReleaseRegistrationToken.Serve(u.bus, u.releaseRegistrationToken),
+		// api_misc.go
+		CreateOpenIDToken.Serve(u.bus, u.createOpenIDToken),
+		QueryOpenIDToken.Serve(u.bus, u.queryOpenIDToken),
+		QueryProfileFields.Serve(u.bus, u.queryProfileFields),
+		SetProfileField.Serve(u.bus, u.setProfileField),
+		QueryAccountFlags.Serve(u.bus, u.queryAccountFlags),
+		SetAccountFlags.Serve(u.bus, u.setAccountFlags),
+		ReportUser.Serve(u.bus, u.reportUser),
 	)
 }

@@ -95,12 +95,12 @@ func (u *UserAPI) lookupToken(ctx context.Context, token string) (*QueryAccessTo
 	gen := u.tokens.generation()
 	var dev Device
 	var expiresMS int64
-	err := u.db.QueryRowContext(ctx, `SELECT d.user_id, d.device_id, d.display_name, a.is_admin, t.expires_ms
+	err := u.db.QueryRowContext(ctx, `SELECT d.user_id, d.device_id, d.display_name, a.is_admin, a.is_suspended, a.is_locked, t.expires_ms
 		FROM ua_access_tokens t
 		JOIN ua_devices d ON d.user_id = t.user_id AND d.device_id = t.device_id
 		JOIN ua_accounts a ON a.user_id = t.user_id
 		WHERE t.token_hash = $1 AND NOT a.is_deactivated`, hash[:]).
-		Scan(&dev.UserID, &dev.DeviceID, &dev.DisplayName, &dev.IsAdmin, &expiresMS)
+		Scan(&dev.UserID, &dev.DeviceID, &dev.DisplayName, &dev.IsAdmin, &dev.Suspended, &dev.Locked, &expiresMS)
 	if errors.Is(err, sql.ErrNoRows) {
 		return &QueryAccessTokenResponse{}, nil
 	}

@@ -42,6 +42,7 @@ type UserAPI struct {
 	refreshLifetime time.Duration
 
 	tokens   *tokenCache // token hash -> device, for QueryAccessToken
+	keys     *keysState  // keys_outbox.go
 	seen     *lastSeen
 	revokeSu *nats.Subscription
 
@@ -108,6 +109,7 @@ func (u *UserAPI) serve() error {
 		ConsumeNonce.Serve(u.bus, u.consumeNonce),
 		Deactivate.Serve(u.bus, u.deactivate),
 		u.serveAccount(),
+		u.serveKeys(), // keys_serve.go: end-to-end encryption
 	)
 }
 

@@ -15,6 +15,9 @@ type result struct {
 	P99ms    float64 `json:"p99_ms"`
 	MaxMs    float64 `json:"max_ms"`
 	PerSec   float64 `json:"per_second,omitempty"`
+	Bytes    int     `json:"response_bytes,omitempty"`
+	RSSMB    float64 `json:"server_rss_mb,omitempty"` // after the scenario, with --server-pid
+	Note     string  `json:"note,omitempty"`
 }
 
 func summarise(name string, samples []time.Duration, elapsed time.Duration) result {
@@ -40,8 +43,8 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func printTable(w io.Writer, rs []result) {
-	fmt.Fprintf(w, "%-34s %8s %10s %10s %10s %10s\n", "scenario", "count", "p50 ms", "p99 ms", "max ms", "per s")
+	fmt.Fprintf(w, "%-52s %8s %10s %10s %10s %10s %10s %8s  %s\n", "scenario", "count", "p50 ms", "p99 ms", "max ms", "per s", "bytes", "RSS MB", "note")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%-34s %8d %10.2f %10.2f %10.2f %10.0f\n", r.Scenario, r.Count, r.P50ms, r.P99ms, r.MaxMs, r.PerSec)
+		fmt.Fprintf(w, "%-52s %8d %10.2f %10.2f %10.2f %10.0f %10d %8.0f  %s\n", r.Scenario, r.Count, r.P50ms, r.P99ms, r.MaxMs, r.PerSec, r.Bytes, r.RSSMB, r.Note)
 	}
 }

@@ -124,7 +124,11 @@ func onePair(ctx context.Context, o options, p int) ([]time.Duration, error) {
 }
 
 func hasEvent(resp *mautrix.RespSync, roomID id.RoomID, eventID id.EventID) bool {
-	for _, ev := range resp.Rooms.Join[roomID].Timeline.Events {
+	room, ok := resp.Rooms.Join[roomID]
+	if !ok { // a sync woken by another room
+		return false
+	}
+	for _, ev := range room.Timeline.Events {
 		if ev.ID == eventID {
 			return true
 		}

@@ -105,12 +105,17 @@ func (rt *Router) HandleRaw(pattern string, auth Auth, h RawHandler) {
 // handle registers h; a non-empty action puts the route under that
 // action's rate limit.
 func (rt *Router) handle(pattern string, auth Auth, action string, h RawHandler) {
+	rt.handleBody(pattern, auth, action, rt.maxBodyBytes, h)
+}
+
+// handleBody is handle with the route's own body limit (bodylimit.go).
+func (rt *Router) handleBody(pattern string, auth Auth, action string, maxBody int64, h RawHandler) {
 	rt.mu.Lock()
 	rt.patterns = append(rt.patterns, pattern)
 	rt.mu.Unlock()
 	route := pattern
 	rt.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		rt.serve(w, r, route, auth, action, h)
+		rt.serve(w, r, route, auth, action, maxBody, h)
 	})
 }
 
@@ -177,7 +182,7 @@ func (w *statusWriter) Flush() {
 	}
 }
 
-func (rt *Router) serve(w http.ResponseWriter, r *http.Request, route string, auth Auth, action string, h RawHandler) {
+func (rt *Router) serve(w http.ResponseWriter, r *http.Request, route string, auth Auth, action string, maxBody int64, h RawHandler) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	id := newRequestID()
@@ -191,11 +196,11 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, route string, au
 		}
 		rt.latency.WithLabelValues(route, fmt.Sprint(sw.status)).Observe(time.Since(start).Seconds())
 	}()
-	if r.ContentLength > rt.maxBodyBytes {
-		WriteError(sw, req.Log, mxerr.TooLarge("request body is over %d bytes", rt.maxBodyBytes))
+	if r.ContentLength > maxBody {
+		WriteError(sw, req.Log, mxerr.TooLarge("request body is over %d bytes", maxBody))
 		return
 	}
-	r.Body = http.MaxBytesReader(sw, r.Body, rt.maxBodyBytes)
+	r.Body = http.MaxBytesReader(sw, r.Body, maxBody)
 	if auth != NoAuth {
 		token := accessToken(r)
 		switch {
@@ -214,6 +219,11 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, route string, au
 			}
 			req.Device = dev
 			req.Log = req.Log.With("user", dev.UserID, "device", dev.DeviceID)
+			// A locked account keeps its sessions but may only log out.
+			if dev.Locked && !strings.HasSuffix(route, "/logout") && !strings.HasSuffix(route, "/logout/all") {
+				WriteError(sw, req.Log, userapi.ErrUserLocked())
+				return
+			}
 		}
 	}
 	// After authentication, so a logged-in user is limited as themself

@@ -25,6 +25,7 @@ import (
 	"github.com/chappe-matrix/chappe/internal/ratelimit"
 	"github.com/chappe-matrix/chappe/internal/signingkey"
 	"github.com/chappe-matrix/chappe/internal/sqlutil"
+	"github.com/chappe-matrix/chappe/mediaapi"
 	"github.com/chappe-matrix/chappe/roomserver"
 	"github.com/chappe-matrix/chappe/syncapi"
 	"github.com/chappe-matrix/chappe/userapi"
@@ -154,13 +155,20 @@ func (s *Server) startComponents(ctx context.Context) error {
 		}
 		s.components = append(s.components, c)
 	}
+	if cfg.Runs(config.ComponentMediaAPI) {
+		c, err := mediaapi.New(ctx, b)
+		if err != nil {
+			return fmt.Errorf("start mediaapi: %w", err)
+		}
+		s.components = append(s.components, c)
+	}
 	registerOpsRoutes(b)
 	return nil
 }
 
 // servesHTTP is true when the process runs a client-facing component.
 func servesHTTP(cfg *config.Config) bool {
-	return cfg.Runs(config.ComponentClientAPI) || cfg.Runs(config.ComponentSyncAPI)
+	return cfg.Runs(config.ComponentClientAPI) || cfg.Runs(config.ComponentSyncAPI) || cfg.Runs(config.ComponentMediaAPI)
 }
 
 func (s *Server) listen() error {

@@ -1,0 +1,176 @@
+package syncapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/chappe-matrix/chappe/internal/mxerr"
+	"github.com/chappe-matrix/chappe/internal/sqlutil"
+	"github.com/chappe-matrix/chappe/userapi"
+)
+
+// To-device messages. Each message is a sy_to_device row at its own
+// sy_stream position. A sync delivers the device's rows after its since
+// token's stream position, at most toDeviceLimit of them; a row is deleted
+// only when a later sync's since covers its position, i.e. once the
+// client has shown it received the response that carried it. A sync
+// retried with the same since gets the same messages again, and none is
+// lost across restarts or processes.
+
+// toDeviceLimit bounds the messages of one sync; the rest come next time.
+const toDeviceLimit = 100
+
+// Limits of one /sendToDevice: the body limit bounds the bytes, these the
+// rows one request may write.
+const (
+	maxToDeviceMessages = 10000
+	maxToDeviceContent  = 64 * 1024
+)
+
+// kinds of OutputMessage added for E2EE.
+const (
+	kindToDevice   = "to_device"
+	kindDeviceList = "device_list"
+)
+
+func (s *SyncAPI) sendToDevice(ctx context.Context, req *SendToDeviceRequest) (*SendToDeviceResponse, error) {
+	type target struct {
+		user, device string
+		content      json.RawMessage
+	}
+	var targets []target
+	for user, devices := range req.Messages {
+		var all []string
+		for device, content := range devices {
+			if len(content) > maxToDeviceContent {
+				return nil, mxerr.TooLarge("a to-device message is over %d bytes", maxToDeviceContent)
+			}
+			if device != "*" {
+				targets = append(targets, target{user, device, content})
+				continue
+			}
+			if all == nil {
+				resp, err := userapi.QueryDevices.Call(ctx, s.bus, &userapi.QueryDevicesRequest{UserID: user})
+				if err != nil {
+					if me, ok := mxerr.As(err); ok && me.Code == "M_NOT_FOUND" {
+						break // no such user: nothing to deliver
+					}
+					return nil, err
+				}
+				for _, d := range resp.Devices {
+					all = append(all, d.DeviceID)
+				}
+			}
+			for _, d := range all {
+				targets = append(targets, target{user, d, content})
+			}
+		}
+		if len(targets) > maxToDeviceMessages {
+			return nil, mxerr.InvalidParam("at most %d to-device messages per request", maxToDeviceMessages)
+		}
+	}
+	type woken struct {
+		user string
+		pos  int64
+	}
+	var wake []woken
+	err := s.store.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
+		wake = wake[:0]
+		res, err := tx.ExecContext(ctx, `
+INSERT INTO sy_to_device_txns (sender, sender_device, txn_id, created_ms) VALUES ($1, $2, $3, $4)
+ON CONFLICT (sender, sender_device, txn_id) DO NOTHING`, req.Sender, req.SenderDevice, req.TxnID, time.Now().UnixMilli())
+		if err != nil {
+			return fmt.Errorf("record to-device transaction: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // a retried transaction: already stored
+		}
+		for _, t := range targets {
+			pos, err := nextPos(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO sy_to_device (pos, user_id, device_id, sender, type, content) VALUES ($1, $2, $3, $4, $5, $6)`,
+				pos, t.user, t.device, req.Sender, req.Type, string(t.content)); err != nil {
+				return fmt.Errorf("store to-device message: %w", err)
+			}
+			wake = append(wake, woken{t.user, pos})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	last := map[string]int64{}
+	for _, w := range wake {
+		last[w.user] = max(last[w.user], w.pos)
+	}
+	for user, pos := range last {
+		s.publish(ctx, &OutputMessage{Kind: kindToDevice, Pos: pos, UserID: user})
+	}
+	return &SendToDeviceResponse{}, nil
+}
+
+// prepareToDevice runs before a sync is built: it deletes the device's
+// messages that the since token acknowledges, and, when more than
+// toDeviceLimit messages wait, lowers now's stream position to the last
+// one sent, so that the token covers exactly what the response carries
+// (account data and the like past it come with the rest next time).
+func (s *SyncAPI) prepareToDevice(ctx context.Context, sr *syncRequest, now streamPos) (streamPos, error) {
+	d := sr.device
+	from := int64(0)
+	if !sr.initial {
+		from = sr.since.Stream
+		if _, err := s.store.db.ExecContext(ctx, `DELETE FROM sy_to_device WHERE user_id = $1 AND device_id = $2 AND pos <= $3`,
+			d.UserID, d.DeviceID, from); err != nil {
+			return now, fmt.Errorf("delete delivered to-device messages: %w", err)
+		}
+	}
+	rows, err := s.store.db.QueryContext(ctx, `SELECT pos FROM sy_to_device WHERE user_id = $1 AND device_id = $2 AND pos > $3 AND pos <= $4 ORDER BY pos LIMIT $5`,
+		d.UserID, d.DeviceID, from, now.Stream, toDeviceLimit+1)
+	if err != nil {
+		return now, fmt.Errorf("count to-device messages: %w", err)
+	}
+	defer rows.Close()
+	var positions []int64
+	for rows.Next() {
+		var p int64
+		if err := rows.Scan(&p); err != nil {
+			return now, fmt.Errorf("scan to-device position: %w", err)
+		}
+		positions = append(positions, p)
+	}
+	if err := rows.Err(); err != nil {
+		return now, fmt.Errorf("count to-device messages: %w", err)
+	}
+	if len(positions) <= toDeviceLimit {
+		return now, nil
+	}
+	now.Stream = positions[toDeviceLimit-1]
+	return now, nil
+}
+
+// toDeviceEvents reads the device's messages in (from, to].
+func (s *SyncAPI) toDeviceEvents(ctx context.Context, userID, deviceID string, from, to int64) ([]json.RawMessage, error) {
+	rows, err := s.store.db.QueryContext(ctx, `SELECT sender, type, content FROM sy_to_device WHERE user_id = $1 AND device_id = $2 AND pos > $3 AND pos <= $4 ORDER BY pos LIMIT $5`,
+		userID, deviceID, from, to, toDeviceLimit)
+	if err != nil {
+		return nil, fmt.Errorf("read to-device messages: %w", err)
+	}
+	defer rows.Close()
+	out := []json.RawMessage{}
+	for rows.Next() {
+		var sender, typ, content string
+		if err := rows.Scan(&sender, &typ, &content); err != nil {
+			return nil, fmt.Errorf("scan to-device message: %w", err)
+		}
+		ev, err := json.Marshal(map[string]any{"sender": sender, "type": typ, "content": json.RawMessage(content)})
+		if err != nil {
+			return nil, fmt.Errorf("encode to-device message: %w", err)
+		}
+		out = append(out, ev)
+	}
+	return out, rows.Err()
+}
