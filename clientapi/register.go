@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"strings"
 
 	"github.com/chappe-matrix/chappe/internal/httputil"
 	"github.com/chappe-matrix/chappe/internal/mxerr"
@@ -19,6 +20,7 @@ type registerRequest struct {
 	InitialDeviceDisplayName string   `json:"initial_device_display_name"`
 	InhibitLogin             bool     `json:"inhibit_login"`
 	RefreshToken             bool     `json:"refresh_token"`
+	Type                     string   `json:"type"` // m.login.application_service
 }
 
 // register is open registration through user-interactive auth: the
@@ -34,12 +36,16 @@ func (c *ClientAPI) register(req *httputil.Request) (any, error) {
 	default:
 		return nil, mxerr.InvalidParam("unknown kind %q", kind)
 	}
+	var body registerRequest
+	decodeErr := httputil.DecodeJSON(req.Request, &body)
+	if decodeErr == nil && body.Type == userapi.LoginTypeAppService {
+		return c.registerAppService(req, &body)
+	}
 	if !c.cfg.Registration.Enabled {
 		return nil, mxerr.Forbidden("registration is disabled on this server")
 	}
-	var body registerRequest
-	if err := httputil.DecodeJSON(req.Request, &body); err != nil {
-		return nil, err
+	if decodeErr != nil {
+		return nil, decodeErr
 	}
 	if err := checkDeviceFields(body.DeviceID, body.InitialDeviceDisplayName); err != nil {
 		return nil, err
@@ -56,6 +62,9 @@ func (c *ClientAPI) register(req *httputil.Request) (any, error) {
 		}
 		if !avail.Available {
 			return nil, mxerr.UserInUse("user ID already taken")
+		}
+		if _, err := userapi.CheckUserNamespace.Call(req.Context(), c.bus, &userapi.CheckUserNamespaceRequest{Localpart: body.Username}); err != nil {
+			return nil, err
 		}
 	}
 	session, err := c.authenticate(req, body.Auth, c.registerUIA())
@@ -117,7 +126,38 @@ func (c *ClientAPI) registerAvailable(req *httputil.Request) (any, error) {
 	if !avail.Available {
 		return nil, mxerr.UserInUse("user ID already taken")
 	}
+	if _, err := userapi.CheckUserNamespace.Call(req.Context(), c.bus, &userapi.CheckUserNamespaceRequest{Localpart: name}); err != nil {
+		return nil, err
+	}
 	return map[string]bool{"available": true}, nil
+}
+
+// registerAppService is registration by an application service (its
+// as_token in the Authorization header): no user-interactive auth, no
+// password, a user in its namespaces (M_EXCLUSIVE otherwise).
+func (c *ClientAPI) registerAppService(req *httputil.Request, body *registerRequest) (any, error) {
+	token, _ := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	if token == "" {
+		token = req.URL.Query().Get("access_token")
+	}
+	if err := checkDeviceFields(body.DeviceID, body.InitialDeviceDisplayName); err != nil {
+		return nil, err
+	}
+	resp, err := userapi.RegisterAppServiceUser.Call(req.Context(), c.bus, &userapi.RegisterAppServiceUserRequest{
+		ASToken:            strings.TrimSpace(token),
+		Localpart:          body.Username,
+		DeviceID:           body.DeviceID,
+		InitialDisplayName: body.InitialDeviceDisplayName,
+		InhibitLogin:       body.InhibitLogin,
+		RefreshToken:       body.RefreshToken,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if body.InhibitLogin {
+		return map[string]string{"user_id": resp.UserID, "home_server": c.cfg.ServerName}, nil
+	}
+	return c.loginResult(resp), nil
 }
 
 func randomLocalpart() string { return "u" + randomHex(8) }

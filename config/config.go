@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/chappe-matrix/chappe/appservice/registration"
 )
 
 // Component names, as written under `components:`.
@@ -24,10 +26,11 @@ const (
 	ComponentClientAPI  = "clientapi"
 	ComponentSyncAPI    = "syncapi"
 	ComponentMediaAPI   = "mediaapi"
+	ComponentAppService = "appservice"
 )
 
 // AllComponents is what `chappe serve` runs when `components:` is empty.
-var AllComponents = []string{ComponentRoomserver, ComponentUserAPI, ComponentClientAPI, ComponentSyncAPI, ComponentMediaAPI}
+var AllComponents = []string{ComponentRoomserver, ComponentUserAPI, ComponentClientAPI, ComponentSyncAPI, ComponentMediaAPI, ComponentAppService}
 
 // Config is the whole file.
 type Config struct {
@@ -53,6 +56,9 @@ type Config struct {
 	Logging      Logging      `yaml:"logging"`
 	TURN         TURN         `yaml:"turn"`
 	Support      Support      `yaml:"support"`
+	// AppServices lists application service registration files (relative
+	// paths are relative to data_dir).
+	AppServices []string `yaml:"app_services"`
 }
 
 // TURN is what /voip/turnServer hands to clients. With SharedSecret set,
@@ -144,6 +150,9 @@ type ClientAPI struct {
 	// MetricsListen serves /metrics on its own address; empty serves it on
 	// the client listener.
 	MetricsListen string `yaml:"metrics_listen"`
+	// PprofListen serves net/http/pprof on its own address, for profiling;
+	// empty (the default) serves nothing. Never expose it publicly.
+	PprofListen string `yaml:"pprof_listen"`
 }
 
 type Database struct {
@@ -333,7 +342,21 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("support.contacts[%d].role", i), "must be set (m.role.admin, m.role.security or a namespaced role)")
 		}
 	}
+	if len(c.AppServices) > 0 {
+		if _, err := registration.Load(c.AppServicePaths()); err != nil {
+			bad("app_services", "%v", err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// AppServicePaths are the app_services files resolved against data_dir.
+func (c *Config) AppServicePaths() []string {
+	out := make([]string, len(c.AppServices))
+	for i, p := range c.AppServices {
+		out[i] = c.Path(p)
+	}
+	return out
 }
 
 // Runs tells whether this process runs the component.

@@ -30,6 +30,9 @@ client_api:
   listen: 127.0.0.1:8008
   # Requests with a larger body are refused with M_TOO_LARGE.
   max_body_bytes: 10485760
+  # net/http/pprof on its own address (e.g. 127.0.0.1:6060), for profiling;
+  # empty serves nothing. Never expose it publicly.
+  pprof_listen: ""
 
 database:
   # Empty: SQLite at <data_dir>/chappe.db. Production: postgres://user:pass@host/db
@@ -152,4 +155,9 @@ turn:
 support:
   contacts: []
   support_page: ""
+
+# Application service registration files (bridges, bots), one YAML file each
+# with id, url, as_token, hs_token, sender_localpart and namespaces; relative
+# paths are relative to data_dir. E.g. app_services: [/etc/chappe/irc.yaml]
+app_services: []
 `

@@ -199,6 +199,23 @@ type MembershipChange struct {
 	EventID    string `json:"event_id"`
 }
 
+// StateSelection names the part of a room's state EventReader.SelectState
+// reads.
+type StateSelection struct {
+	// Pos names the state: just after the room's latest event at or before
+	// Pos (as StateAt), or, with Before, just before the event at Pos (as
+	// StateBefore).
+	Pos    int64
+	Before bool
+	// With Delta, Keep is told whether an entry differs from the state at
+	// Since (as StateAt): the entry is absent there or names another event.
+	// Without it, changed is always true.
+	Delta bool
+	Since int64
+	// Keep selects the entries to load; nil loads them all.
+	Keep func(eventType, stateKey string, changed bool) bool
+}
+
 // EventReader reads what the roomserver stored. Other components (syncapi)
 // construct it with NewEventReader on the shared database and only read.
 type EventReader interface {
@@ -213,6 +230,9 @@ type EventReader interface {
 	// MembershipAt is userID's membership in roomID as of position pos
 	// ("" if none).
 	MembershipAt(ctx context.Context, roomID, userID string, pos int64) (string, error)
+	// RoomsWithEvents lists the rooms with an event at from < pos <= to,
+	// in one query (an incremental sync reads only those rooms).
+	RoomsWithEvents(ctx context.Context, from, to int64) ([]string, error)
 	// Events returns up to limit events of roomID with from < pos <= to, in
 	// ascending order when backwards is false; when backwards is true, the
 	// limit latest events with pos <= to and pos > from, in descending order.
@@ -222,8 +242,16 @@ type EventReader interface {
 	StateAt(ctx context.Context, roomID string, pos int64) ([]ClientEvent, error)
 	// StateBefore is roomID's state just before the event at position pos.
 	StateBefore(ctx context.Context, roomID string, pos int64) ([]ClientEvent, error)
+	// SelectState is StateAt (or StateBefore) reading only the entries
+	// sel.Keep accepts: a room's state is read as (type, state_key) keys
+	// first, and only the events kept are loaded and converted.
+	SelectState(ctx context.Context, roomID string, sel StateSelection) ([]ClientEvent, error)
 	// JoinedUsers lists the users whose current membership is join.
 	JoinedUsers(ctx context.Context, roomID string) ([]string, error)
+	// RoomMates lists, in one query, the users whose current membership is
+	// join in a room where userID's is join (userID included, when joined
+	// anywhere).
+	RoomMates(ctx context.Context, userID string) ([]string, error)
 	// InviteState is the stripped state shown with an invite (create, join
 	// rules, name, avatar, canonical alias, encryption, and the invite).
 	InviteState(ctx context.Context, roomID, userID string) ([]json.RawMessage, error)

@@ -62,6 +62,17 @@ func loadHead(ctx context.Context, rs *Roomserver, roomID string) (*roomHead, er
 	return h, nil
 }
 
+// The writer's cache of parsed events holds at most eventCacheEntries
+// events and about eventCacheBytes: a parsed PDU takes some three times
+// its JSON (the JSON, its canonical form, the parsed fields). Counting
+// entries alone let 50,000 member events of big rooms keep ~85 MB.
+const (
+	eventCacheEntries = 50000
+	eventCacheBytes   = 32 << 20
+)
+
+func pduCost(ev gomatrixserverlib.PDU) int { return 3 * len(ev.JSON()) }
+
 // event returns the parsed event with the given nid, cached: the writer
 // reads the same few auth events (create, power levels, members) for every
 // event it builds.

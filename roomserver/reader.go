@@ -31,7 +31,7 @@ type roomInfo struct {
 func NewEventReader(db *sqlutil.DB) EventReader { return newReader(db) }
 
 func newReader(db *sqlutil.DB) *reader {
-	return &reader{db: db, snapshots: newSnapshotCache(db, 1024), rooms: newLRU[string, roomInfo](16384)}
+	return &reader{db: db, snapshots: newSnapshotCache(db, snapshotCacheEntries, snapshotCacheStateEntries), rooms: newLRU[string, roomInfo](16384)}
 }
 
 var _ EventReader = (*reader)(nil)
@@ -85,6 +85,24 @@ func (r *reader) storedRange(ctx context.Context, room roomInfo, from, to int64,
 	return scanEvents(rows)
 }
 
+func (r *reader) RoomsWithEvents(ctx context.Context, from, to int64) ([]string, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT DISTINCT r.room_id FROM rs_events e JOIN rs_rooms r ON r.room_nid = e.room_nid
+		WHERE e.stream_pos > $1 AND e.stream_pos <= $2`, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("rooms with events in (%d, %d]: %w", from, to, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("scan room: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
 // eventAtOrBefore finds roomNID's latest event at or before pos and the
 // snapshots before and after it.
 func (r *reader) eventAtOrBefore(ctx context.Context, roomNID, pos int64) (evPos, before, after int64, found bool, err error) {
@@ -128,32 +146,71 @@ func (r *reader) Events(ctx context.Context, roomID string, from, to int64, limi
 }
 
 func (r *reader) StateAt(ctx context.Context, roomID string, pos int64) ([]ClientEvent, error) {
-	room, ok, err := r.room(ctx, roomID)
-	if err != nil || !ok {
-		return nil, err
-	}
-	_, _, after, found, err := r.eventAtOrBefore(ctx, room.nid, pos)
-	if err != nil || !found {
-		return nil, err
-	}
-	return r.snapshotEvents(ctx, room, after)
+	return r.SelectState(ctx, roomID, StateSelection{Pos: pos})
 }
 
 func (r *reader) StateBefore(ctx context.Context, roomID string, pos int64) ([]ClientEvent, error) {
+	return r.SelectState(ctx, roomID, StateSelection{Pos: pos, Before: true})
+}
+
+// snapshotAt finds the snapshot of roomNID's state just after its latest
+// event at or before pos, or, with before, just before the event at pos;
+// found is false when the room has no event at or before pos (the empty
+// state).
+func (r *reader) snapshotAt(ctx context.Context, roomNID, pos int64, before bool) (snapshot int64, found bool, err error) {
+	evPos, snapBefore, snapAfter, found, err := r.eventAtOrBefore(ctx, roomNID, pos)
+	if err != nil || !found {
+		return 0, false, err
+	}
+	if before && evPos == pos {
+		return snapBefore, true, nil
+	}
+	// No event of this room at pos: the state before pos is the state
+	// after the room's previous event.
+	return snapAfter, true, nil
+}
+
+func (r *reader) SelectState(ctx context.Context, roomID string, sel StateSelection) ([]ClientEvent, error) {
 	room, ok, err := r.room(ctx, roomID)
 	if err != nil || !ok {
 		return nil, err
 	}
-	evPos, before, after, found, err := r.eventAtOrBefore(ctx, room.nid, pos)
+	snapshot, found, err := r.snapshotAt(ctx, room.nid, sel.Pos, sel.Before)
 	if err != nil || !found {
 		return nil, err
 	}
-	if evPos == pos {
-		return r.snapshotEvents(ctx, room, before)
+	state, err := r.snapshots.state(ctx, snapshot)
+	if err != nil {
+		return nil, err
 	}
-	// No event of this room at pos: the state before pos is the state
-	// after the room's previous event.
-	return r.snapshotEvents(ctx, room, after)
+	var known stateMap
+	if sel.Delta {
+		since, found, err := r.snapshotAt(ctx, room.nid, sel.Since, false)
+		if err != nil {
+			return nil, err
+		}
+		if found && since != snapshot {
+			if known, err = r.snapshots.state(ctx, since); err != nil {
+				return nil, err
+			}
+		} else if found {
+			known = state
+		}
+	}
+	if sel.Keep == nil && !sel.Delta {
+		return r.stateEvents(ctx, room, state, nil)
+	}
+	return r.selectedEvents(ctx, room, state, func(k stateKey, nid int64) bool {
+		changed := true
+		if sel.Delta {
+			old, ok := known[k]
+			changed = !ok || old != nid
+		}
+		if sel.Keep == nil {
+			return changed
+		}
+		return sel.Keep(k.Type, k.StateKey, changed)
+	})
 }
 
 // currentState returns the room's current state as a map.
@@ -178,9 +235,18 @@ func (r *reader) snapshotEvents(ctx context.Context, room roomInfo, snapshot int
 // stateEvents loads the events of a state in client form, sorted by
 // (type, state_key); keep, if set, selects the keys to load.
 func (r *reader) stateEvents(ctx context.Context, room roomInfo, state stateMap, keep func(stateKey) bool) ([]ClientEvent, error) {
+	if keep == nil {
+		return r.selectedEvents(ctx, room, state, nil)
+	}
+	return r.selectedEvents(ctx, room, state, func(k stateKey, _ int64) bool { return keep(k) })
+}
+
+// selectedEvents is stateEvents with keep also given each entry's event
+// nid.
+func (r *reader) selectedEvents(ctx context.Context, room roomInfo, state stateMap, keep func(stateKey, int64) bool) ([]ClientEvent, error) {
 	nids := make([]int64, 0, len(state))
 	for k, nid := range state {
-		if keep == nil || keep(k) {
+		if keep == nil || keep(k, nid) {
 			nids = append(nids, nid)
 		}
 	}

@@ -20,11 +20,20 @@ LEFT JOIN rs_events rb ON rb.event_nid = e.redacted_by_nid
 `
 
 // nidChunk is how many events are read per query when loading a state by
-// event nids. The chunk is padded to this size, so the statement text is
-// always the same.
+// event nids. A last chunk is padded to the smallest of nidChunkSizes that
+// holds it, so the statement texts are few, and a handful of events (a
+// lazy-loaded state) does not pay for parsing and binding 64 parameters.
 const nidChunk = 64
 
-var eventsByNIDSQL = eventSelect + `WHERE e.event_nid IN (` + placeholders(1, nidChunk) + `)`
+var nidChunkSizes = []int{8, 32, nidChunk}
+
+var eventsByNIDSQL = func() map[int]string {
+	out := map[int]string{}
+	for _, n := range nidChunkSizes {
+		out[n] = eventSelect + `WHERE e.event_nid IN (` + placeholders(1, n) + `)`
+	}
+	return out
+}()
 
 func placeholders(from, n int) string {
 	var sb strings.Builder
@@ -107,13 +116,20 @@ func (r *reader) eventsByNID(ctx context.Context, nids []int64) ([]storedEvent, 
 	args := make([]any, nidChunk)
 	for start := 0; start < len(nids); start += nidChunk {
 		chunk := nids[start:min(start+nidChunk, len(nids))]
-		for i := range args {
+		size := nidChunk
+		for _, n := range nidChunkSizes {
+			if len(chunk) <= n {
+				size = n
+				break
+			}
+		}
+		for i := range size {
 			args[i] = int64(0) // no event has nid 0
 			if i < len(chunk) {
 				args[i] = chunk[i]
 			}
 		}
-		rows, err := r.db.QueryContext(ctx, eventsByNIDSQL, args...)
+		rows, err := r.db.QueryContext(ctx, eventsByNIDSQL[size], args[:size]...)
 		if err != nil {
 			return nil, fmt.Errorf("load events: %w", err)
 		}

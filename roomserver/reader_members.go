@@ -87,6 +87,25 @@ func (r *reader) JoinedUsers(ctx context.Context, roomID string) ([]string, erro
 	return out, rows.Err()
 }
 
+func (r *reader) RoomMates(ctx context.Context, userID string) ([]string, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT DISTINCT o.user_id FROM rs_membership m
+		JOIN rs_membership o ON o.room_nid = m.room_nid
+		WHERE m.user_id = $1 AND m.membership = 'join' AND o.membership = 'join'`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("room mates of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, fmt.Errorf("scan room mate: %w", err)
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
 // inviteStateTypes are the state events shown with an invite.
 var inviteStateTypes = []string{
 	spec.MRoomCreate, spec.MRoomJoinRules, spec.MRoomName, "m.room.avatar",

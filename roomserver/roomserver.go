@@ -93,7 +93,7 @@ func New(ctx context.Context, b *base.Base) (*Roomserver, error) {
 		publisher:      newPublisher(b.Bus, log),
 		metrics:        newMetrics(b.Metrics),
 		heads:          newLRU[string, *roomHead](4096),
-		events:         newLRU[int64, gomatrixserverlib.PDU](50000),
+		events:         newCostLRU[int64](eventCacheEntries, eventCacheBytes, pduCost),
 		txns:           newLRU[txnKey, string](txnCacheSize),
 	}
 	if rs.defaultVersion == "" {

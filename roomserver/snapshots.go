@@ -116,6 +116,16 @@ func loadSnapshot(ctx context.Context, q sqlutil.Querier, nid int64) (stateMap, 
 	return state, chainLen, nil
 }
 
+// The snapshot cache holds at most snapshotCacheEntries states of at most
+// snapshotCacheStateEntries (type, state_key) entries together (about
+// 130 bytes each: some 33 MB), enough for the states an initial sync of a
+// user in 300 rooms of 300 members reads, without keeping a thousand
+// copies of a big room's state.
+const (
+	snapshotCacheEntries      = 1024
+	snapshotCacheStateEntries = 256 << 10
+)
+
 // snapshotCache keeps recently read states; snapshots never change once
 // written, so entries never go stale.
 type snapshotCache struct {
@@ -123,8 +133,8 @@ type snapshotCache struct {
 	cache *lru[int64, stateMap]
 }
 
-func newSnapshotCache(db *sqlutil.DB, capacity int) *snapshotCache {
-	return &snapshotCache{db: db, cache: newLRU[int64, stateMap](capacity)}
+func newSnapshotCache(db *sqlutil.DB, capacity, maxStateEntries int) *snapshotCache {
+	return &snapshotCache{db: db, cache: newCostLRU[int64](capacity, maxStateEntries, func(s stateMap) int { return len(s) })}
 }
 
 // state returns the (shared, read-only) state of snapshot nid.

@@ -15,6 +15,10 @@ import (
 // not wait for each room in turn, nor take the whole pool.
 const maxParallelRooms = 8
 
+// activeRoomsSpan is the widest range of room events for which an
+// incremental sync first asks which rooms had events (RoomsWithEvents).
+const activeRoomsSpan = 10000
+
 // syncBuilder builds one /sync response for the range (since, now].
 type syncBuilder struct {
 	api    *SyncAPI
@@ -68,6 +72,9 @@ func (s *SyncAPI) buildSync(ctx context.Context, req *syncRequest, now streamPos
 	if err != nil {
 		return nil, err
 	}
+	// Presence reads the user's room mates in one query of its own: it
+	// runs beside the rooms rather than after them.
+	jobs = append([]roomJob{b.presence}, jobs...)
 	if err := runParallel(ctx, maxParallelRooms, jobs); err != nil {
 		return nil, err
 	}
@@ -148,13 +155,28 @@ func (b *syncBuilder) incrementalJobs(ctx context.Context) ([]roomJob, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A room without events in the range has nothing to send but its
+	// extras (addExtras): a user in hundreds of rooms woken by one event
+	// then reads one room, not all of them. Past activeRoomsSpan events,
+	// every room is read, as that one query would cost more.
+	var active map[string]bool
+	if !b.req.fullState && b.now.Room-b.req.since.Room <= activeRoomsSpan {
+		ids, err := b.reader.RoomsWithEvents(ctx, b.req.since.Room, b.now.Room)
+		if err != nil {
+			return nil, err
+		}
+		active = make(map[string]bool, len(ids))
+		for _, id := range ids {
+			active[id] = true
+		}
+	}
 	var jobs []roomJob
 	for roomID := range joined {
 		if !b.req.filter.wantRoom(roomID) {
 			continue
 		}
 		b.joinedNow[roomID] = true
-		if _, ok := changed[roomID]; !ok {
+		if _, ok := changed[roomID]; !ok && (active == nil || active[roomID]) {
 			jobs = append(jobs, b.joined(roomID, b.req.since.Room, b.req.fullState))
 		}
 	}

@@ -66,19 +66,14 @@ func (s *SyncAPI) keyChangedUsers(ctx context.Context, from, to int64) ([]string
 // sharedUsers is the set of users who share a joined room with userID
 // now, userID included.
 func (s *SyncAPI) sharedUsers(ctx context.Context, userID string) (map[string]bool, error) {
-	rooms, err := s.reader.RoomsOfUser(ctx, userID, roomserver.MembershipJoin)
+	users, err := s.reader.RoomMates(ctx, userID)
 	if err != nil {
-		return nil, fmt.Errorf("rooms of %s: %w", userID, err)
+		return nil, err
 	}
-	out := map[string]bool{userID: true}
-	for _, r := range rooms {
-		users, err := s.reader.JoinedUsers(ctx, r.RoomID)
-		if err != nil {
-			return nil, fmt.Errorf("members of %s: %w", r.RoomID, err)
-		}
-		for _, u := range users {
-			out[u] = true
-		}
+	out := make(map[string]bool, len(users)+1)
+	out[userID] = true
+	for _, u := range users {
+		out[u] = true
 	}
 	return out, nil
 }

@@ -35,23 +35,8 @@ func (s *SyncAPI) queryKeyChanges(ctx context.Context, req *KeyChangesRequest) (
 		for _, r := range joined {
 			rooms[r.RoomID] = true
 		}
-		mine, err := s.reader.MembershipChanges(ctx, req.UserID, from.Room, to.Room)
-		if err != nil {
+		if delta, err = s.memberDeltaOf(ctx, req.UserID, rooms, from.Room, to.Room); err != nil {
 			return nil, err
-		}
-		for _, m := range mine {
-			rooms[m.RoomID] = true
-		}
-		for roomID := range rooms {
-			evs, err := s.reader.Events(ctx, roomID, from.Room, to.Room, maxKeyChangesEvents, false)
-			if err != nil {
-				return nil, err
-			}
-			for i := range evs {
-				if err := delta.add(ctx, s, roomID, &evs[i].Event); err != nil {
-					return nil, err
-				}
-			}
 		}
 	}
 	changed, left, err := s.deviceLists(ctx, req.UserID, from, to, delta)
@@ -59,4 +44,31 @@ func (s *SyncAPI) queryKeyChanges(ctx context.Context, req *KeyChangesRequest) (
 		return nil, err
 	}
 	return &KeyChangesResponse{Changed: changed, Left: left}, nil
+}
+
+// memberDeltaOf reads the membership events with from < pos <= to of the
+// given rooms and of the rooms where userID's own membership changed in
+// that range. (Sliding sync's e2ee extension passes only the rooms with
+// events in the range.)
+func (s *SyncAPI) memberDeltaOf(ctx context.Context, userID string, rooms map[string]bool, from, to int64) (*memberDelta, error) {
+	delta := newMemberDelta(userID)
+	mine, err := s.reader.MembershipChanges(ctx, userID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range mine {
+		rooms[m.RoomID] = true
+	}
+	for roomID := range rooms {
+		evs, err := s.reader.Events(ctx, roomID, from, to, maxKeyChangesEvents, false)
+		if err != nil {
+			return nil, err
+		}
+		for i := range evs {
+			if err := delta.add(ctx, s, roomID, &evs[i].Event); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return delta, nil
 }

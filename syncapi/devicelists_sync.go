@@ -44,23 +44,35 @@ func (s *SyncAPI) addE2EE(ctx context.Context, sr *syncRequest, now streamPos, r
 	}
 	resp.ToDevice = &eventList{Events: evs}
 	if !sr.initial && now.after(sr.since) {
+		// Member events sent only as lazy-loaded members of the timeline's
+		// senders are no membership change: read as joins, they made every
+		// sync of a lazy-loading client report its senders (and, for the
+		// user's own member event, every member of the room) as changed.
 		delta := newMemberDelta(d.UserID)
-		for roomID, r := range resp.Rooms.Join {
-			for _, evs := range [][]roomserver.ClientEvent{r.State.Events, r.Timeline.Events} {
-				for i := range evs {
-					if err := delta.add(ctx, s, roomID, &evs[i]); err != nil {
-						return err
-					}
+		add := func(roomID string, state stateBatch, tl []roomserver.ClientEvent) error {
+			for i := range state.Events {
+				if state.lazyOnly[state.Events[i].EventID] {
+					continue
 				}
+				if err := delta.add(ctx, s, roomID, &state.Events[i]); err != nil {
+					return err
+				}
+			}
+			for i := range tl {
+				if err := delta.add(ctx, s, roomID, &tl[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		for roomID, r := range resp.Rooms.Join {
+			if err := add(roomID, r.State, r.Timeline.Events); err != nil {
+				return err
 			}
 		}
 		for roomID, r := range resp.Rooms.Leave {
-			for _, evs := range [][]roomserver.ClientEvent{r.State.Events, r.Timeline.Events} {
-				for i := range evs {
-					if err := delta.add(ctx, s, roomID, &evs[i]); err != nil {
-						return err
-					}
-				}
+			if err := add(roomID, r.State, r.Timeline.Events); err != nil {
+				return err
 			}
 		}
 		changed, left, err := s.deviceLists(ctx, d.UserID, sr.since, now, delta)
@@ -69,15 +81,22 @@ func (s *SyncAPI) addE2EE(ctx context.Context, sr *syncRequest, now streamPos, r
 		}
 		resp.DeviceLists = &deviceLists{Changed: changed, Left: left}
 	}
+	resp.DeviceOneTimeKeysCount, resp.DeviceUnusedFallbackKeyTypes = s.keyCounts(ctx, d)
+	return nil
+}
+
+// keyCounts reads the device's one-time key counts and unused fallback
+// key types. With the userapi unreachable, the sync still goes out,
+// without counts (clients then keep their keys as they are).
+func (s *SyncAPI) keyCounts(ctx context.Context, d *userapi.Device) (map[string]int, []string) {
 	counts, err := userapi.QueryKeyCounts.Call(ctx, s.bus, &userapi.QueryKeyCountsRequest{UserID: d.UserID, DeviceID: d.DeviceID})
 	if err != nil {
-		// The userapi unreachable: the sync still goes out, without
-		// counts (clients then keep their keys as they are).
 		s.log.Warn("one-time key counts unavailable", "err", err)
-		resp.DeviceUnusedFallbackKeyTypes = []string{}
-		return nil
+		return nil, []string{}
 	}
-	resp.DeviceOneTimeKeysCount = counts.OneTimeKeyCounts
-	resp.DeviceUnusedFallbackKeyTypes = counts.UnusedFallbackKeys
-	return nil
+	fallback := counts.UnusedFallbackKeys
+	if fallback == nil {
+		fallback = []string{}
+	}
+	return counts.OneTimeKeyCounts, fallback
 }

@@ -10,8 +10,8 @@ import (
 )
 
 // addExtras adds what is not a room event: global and per-room account
-// data, the rooms' ephemeral events (receipts, typing) and presence. An
-// initial sync, and a room the user just joined, get all of it; otherwise
+// data and the rooms' ephemeral events (receipts, typing); presence is a
+// job of its own, run with the rooms' (buildSync). An initial sync, and a room the user just joined, get all of it; otherwise
 // what changed in (since, now]. A joined room with nothing but these gets
 // an entry with an empty timeline.
 func (b *syncBuilder) addExtras(ctx context.Context) error {
@@ -44,7 +44,7 @@ func (b *syncBuilder) addExtras(ctx context.Context) error {
 		room.AccountData.Events = append(room.AccountData.Events, data...)
 		room.Ephemeral.Events = append(room.Ephemeral.Events, ephemeral...)
 	}
-	return b.presence(ctx)
+	return nil
 }
 
 // sinceFor is where a room's extras start: 0 for a room sent from its
@@ -163,7 +163,8 @@ func (b *syncBuilder) ephemeral(roomID string, receipts []receiptRow) []json.Raw
 
 // presence adds the presence of the users who share a room with the
 // syncing user (and their own): all of it in an initial sync, what changed
-// otherwise. Nothing when presence is turned off.
+// otherwise. Nothing when presence is turned off. It runs beside the room
+// jobs and is the only one to touch resp.Presence.
 func (b *syncBuilder) presence(ctx context.Context) error {
 	pf := &b.req.filter.Presence
 	if !b.api.presenceEnabled || !pf.matches("m.presence", "") || pf.Limit != nil && *pf.Limit == 0 {
@@ -206,28 +207,14 @@ func (b *syncBuilder) presence(ctx context.Context) error {
 // roomMates are the users joined to a room the syncing user is joined to,
 // the user included. It reads every joined room, whatever the room filter.
 func (b *syncBuilder) roomMates(ctx context.Context) (map[string]bool, error) {
-	rooms, err := b.reader.RoomsOfUser(ctx, b.userID, roomserver.MembershipJoin)
+	users, err := b.reader.RoomMates(ctx, b.userID)
 	if err != nil {
 		return nil, err
 	}
-	mates := map[string]bool{b.userID: true}
-	var jobs []roomJob
-	for _, r := range rooms {
-		jobs = append(jobs, func(ctx context.Context) error {
-			users, err := b.reader.JoinedUsers(ctx, r.RoomID)
-			if err != nil {
-				return err
-			}
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			for _, u := range users {
-				mates[u] = true
-			}
-			return nil
-		})
-	}
-	if err := runParallel(ctx, maxParallelRooms, jobs); err != nil {
-		return nil, err
+	mates := make(map[string]bool, len(users)+1)
+	mates[b.userID] = true
+	for _, u := range users {
+		mates[u] = true
 	}
 	return mates, nil
 }

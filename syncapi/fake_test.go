@@ -101,6 +101,18 @@ func (f *fakeReader) Events(_ context.Context, roomID string, from, to int64, li
 	return out, nil
 }
 
+func (f *fakeReader) RoomsWithEvents(_ context.Context, from, to int64) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, ev := range f.events {
+		if ev.Pos > from && ev.Pos <= to && !slices.Contains(out, ev.Event.RoomID) {
+			out = append(out, ev.Event.RoomID)
+		}
+	}
+	return out, nil
+}
+
 // state replays roomID's state events with a position up to pos.
 func (f *fakeReader) state(roomID string, pos int64) []roomserver.ClientEvent {
 	type key struct{ typ, stateKey string }
@@ -134,6 +146,47 @@ func (f *fakeReader) StateBefore(_ context.Context, roomID string, pos int64) ([
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.state(roomID, pos-1), nil
+}
+
+func (f *fakeReader) SelectState(_ context.Context, roomID string, sel roomserver.StateSelection) ([]roomserver.ClientEvent, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	pos := sel.Pos
+	if sel.Before {
+		pos--
+	}
+	var known []roomserver.ClientEvent
+	if sel.Delta {
+		known = f.state(roomID, sel.Since)
+	}
+	var out []roomserver.ClientEvent
+	for _, ev := range f.state(roomID, pos) {
+		changed := !slices.ContainsFunc(known, func(k roomserver.ClientEvent) bool { return k.EventID == ev.EventID })
+		if sel.Keep == nil && changed || sel.Keep != nil && sel.Keep(ev.Type, *ev.StateKey, changed) {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeReader) RoomMates(_ context.Context, userID string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	end := int64(len(f.events))
+	seen := map[string]bool{}
+	var out []string
+	for roomID, m := range f.memberships(userID, end) {
+		if m.membership != roomserver.MembershipJoin {
+			continue
+		}
+		for _, ev := range f.state(roomID, end) {
+			if ev.Type == "m.room.member" && membershipOf(ev) == roomserver.MembershipJoin && !seen[*ev.StateKey] {
+				seen[*ev.StateKey] = true
+				out = append(out, *ev.StateKey)
+			}
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeReader) JoinedUsers(_ context.Context, roomID string) ([]string, error) {

@@ -16,7 +16,12 @@ type unreadNotifications struct {
 // count the events it is about to return: the spec wants an event and the
 // counts it changes in the same response, and the consumer is usually a
 // few milliseconds behind. Past the bound the counts lag by one sync.
-const pushCatchUpWait = time.Second
+// When the consumer is far behind (a burst of activity, a restart), a
+// sync does not wait at all: its latency matters more than exact counts.
+const (
+	pushCatchUpWait   = 100 * time.Millisecond
+	pushCatchUpEvents = 50
+)
 
 // addPushData sets the unread counts of every joined room in the response
 // and, in an initial sync, the default m.push_rules of a user who never
@@ -83,6 +88,9 @@ func (b *syncBuilder) addDefaultPushRules(ctx context.Context) error {
 // waitPushed waits, at most pushCatchUpWait, until the push consumer (of
 // this process or another) has handled the events up to pos.
 func (s *SyncAPI) waitPushed(ctx context.Context, pos int64) {
+	if pos-s.push.processed.Load() > pushCatchUpEvents {
+		return
+	}
 	deadline := time.Now().Add(pushCatchUpWait)
 	for s.push.processed.Load() < pos {
 		done, err := s.store.pushedPos(ctx)
@@ -93,7 +101,7 @@ func (s *SyncAPI) waitPushed(ctx context.Context, pos int64) {
 			return
 		}
 		select {
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(2 * time.Millisecond):
 		case <-ctx.Done():
 			return
 		case <-s.done:

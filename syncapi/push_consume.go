@@ -31,11 +31,12 @@ const notificationRetention = 30 * 24 * time.Hour
 
 // pushState is the running push machinery of a SyncAPI.
 type pushState struct {
-	processed atomic.Int64 // last output position handled by this process
-	handled   atomic.Int64 // events handled, for periodic pruning
-	rules     rulesCache
-	sender    *pushSender
-	sub       bus.Subscription
+	processed   atomic.Int64 // last output position handled by this process
+	persistedMS atomic.Int64 // when the position was last stored
+	handled     atomic.Int64 // events handled, for periodic pruning
+	rules       rulesCache
+	sender      *pushSender
+	sub         bus.Subscription
 }
 
 // startPush registers the push endpoints and starts the consumer and the
@@ -143,6 +144,23 @@ func (s *SyncAPI) pushCandidates(ctx context.Context, ev *roomserver.OutputEvent
 // event (after a crash) finds its rows and inserts nothing twice.
 func (s *SyncAPI) storePushResult(ctx context.Context, ev *roomserver.OutputEvent, thread string, notes []notification) error {
 	now := time.Now().UnixMilli()
+	markRead := thread != "" && s.notifier.isLocal(ev.Sender)
+	if len(notes) == 0 {
+		// Most events notify no one: skip the write (SQLite has one
+		// writer, shared with the roomserver) unless the sender's read
+		// position must move past unread notifications, or the stored
+		// position (read by other sync processes) is a second old.
+		var err error
+		if markRead {
+			if markRead, err = s.hasUnread(ctx, ev.Sender, ev.RoomID, thread, ev.Pos); err != nil {
+				return err
+			}
+		}
+		if !markRead && now-s.push.persistedMS.Load() < pushPositionEveryMS {
+			s.push.noteProcessed(ev.Pos)
+			return nil
+		}
+	}
 	err := s.store.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
 		for _, n := range notes {
 			actions, _ := json.Marshal(nonNil(n.Actions))
@@ -157,7 +175,7 @@ func (s *SyncAPI) storePushResult(ctx context.Context, ev *roomserver.OutputEven
 				return fmt.Errorf("store notification: %w", err)
 			}
 		}
-		if thread != "" && s.notifier.isLocal(ev.Sender) {
+		if markRead {
 			if err := markReadTx(ctx, tx, ev.Sender, ev.RoomID, thread, ev.Pos); err != nil {
 				return err
 			}
@@ -171,10 +189,36 @@ func (s *SyncAPI) storePushResult(ctx context.Context, ev *roomserver.OutputEven
 	if err != nil {
 		return err
 	}
-	if ev.Pos > s.push.processed.Load() {
-		s.push.processed.Store(ev.Pos)
-	}
+	s.push.persistedMS.Store(now)
+	s.push.noteProcessed(ev.Pos)
 	return nil
+}
+
+// pushPositionEveryMS is how often, at most, the push position is stored
+// when events notify no one. Reprocessing after a restart is harmless:
+// notifications are unique per (user, event) and read positions only move
+// forward.
+const pushPositionEveryMS = 1000
+
+func (p *pushState) noteProcessed(pos int64) {
+	if pos > p.processed.Load() {
+		p.processed.Store(pos)
+	}
+}
+
+// hasUnread tells whether userID has unread notifications in the room's
+// thread up to pos, which their own event would mark as read.
+func (s *SyncAPI) hasUnread(ctx context.Context, userID, roomID, thread string, pos int64) (bool, error) {
+	counts, err := s.store.unreadCounts(ctx, userID, roomID, pos)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range counts {
+		if c.ThreadID == thread && c.Notify > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (s *SyncAPI) pruneNotifications(ctx context.Context) {

@@ -90,6 +90,10 @@ type timeline struct {
 
 type stateBatch struct {
 	Events []roomserver.ClientEvent `json:"events"`
+	// lazyOnly are the IDs of the member events sent only because lazy
+	// loading asks for the timeline senders' members: not news, so the
+	// device lists do not read them as joins (devicelists_sync.go).
+	lazyOnly map[string]bool
 }
 
 type strippedBatch struct {

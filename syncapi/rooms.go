@@ -141,35 +141,81 @@ func (b *syncBuilder) timeline(ctx context.Context, roomID string, from, to int6
 	if !full && !limited && !dropped && !sf.LazyLoadMembers {
 		return tl, stateBatch{Events: []roomserver.ClientEvent{}}, nil
 	}
-	var before []roomserver.ClientEvent
+	at := roomserver.StateSelection{Pos: to}
 	if len(evs) > 0 {
-		before, err = b.reader.StateBefore(ctx, roomID, evs[0].Pos)
-	} else {
-		before, err = b.reader.StateAt(ctx, roomID, to)
+		at = roomserver.StateSelection{Pos: evs[0].Pos, Before: true}
 	}
+	state, err := b.roomState(ctx, roomID, at, from, full, limited || dropped, evs)
 	if err != nil {
 		return timeline{}, stateBatch{}, err
 	}
-	state := slices.Clone(before)
-	switch {
-	case full:
-	case limited || dropped:
-		known, err := b.reader.StateAt(ctx, roomID, from)
-		if err != nil {
-			return timeline{}, stateBatch{}, err
-		}
-		state = changedSince(state, known)
-	default: // lazy loading only: members are added below
-		state = nil
-	}
-	if sf.LazyLoadMembers {
-		state = lazyMembers(state, before, evs, b.userID, full)
-	}
+	return tl, state, nil
+}
+
+// roomState reads the state a room's entry carries, at sel's point: all of
+// it when full; otherwise, with delta, the entries that changed since from
+// (the client has the state at from), and none without. With lazy loading
+// of members, member events are the ones of the timeline's senders, whether
+// the client may have them or not (the spec allows redundant members), and
+// the syncing user's own when full or when it changed; others are not even
+// read. The state filter applies last.
+func (b *syncBuilder) roomState(ctx context.Context, roomID string, sel roomserver.StateSelection, from int64, full, delta bool, evs []roomserver.StreamEvent) (stateBatch, error) {
+	sf := &b.req.filter.Room.State
+	none := stateBatch{Events: []roomserver.ClientEvent{}}
 	if !sf.wantRoom(roomID) {
-		state = nil
+		return none, nil
+	}
+	lazy := sf.LazyLoadMembers
+	var want map[string]bool
+	if lazy {
+		want = make(map[string]bool, len(evs)+1)
+		for _, ev := range evs {
+			want[ev.Event.Sender] = true
+		}
+		if full {
+			want[b.userID] = true
+		}
+		if !full && !delta && len(want) == 0 {
+			return none, nil // no member to send, and no state change
+		}
+	}
+	var lazyOnly map[string]bool // state keys of members that are not news
+	sel.Delta, sel.Since = !full && delta, from
+	sel.Keep = func(typ, stateKey string, changed bool) bool {
+		if !sf.eventFilter.matches(typ, "") {
+			return false // the filter drops the type whatever the sender
+		}
+		news := full || delta && changed
+		if !lazy || typ != "m.room.member" {
+			return news
+		}
+		if news && (want[stateKey] || stateKey == b.userID) {
+			return true
+		}
+		if want[stateKey] {
+			if lazyOnly == nil {
+				lazyOnly = map[string]bool{}
+			}
+			lazyOnly[stateKey] = true
+			return true
+		}
+		return false
+	}
+	state, err := b.reader.SelectState(ctx, roomID, sel)
+	if err != nil {
+		return stateBatch{}, err
 	}
 	state = slices.DeleteFunc(state, func(ev roomserver.ClientEvent) bool { return !sf.matches(&ev) })
-	return tl, stateBatch{Events: b.format.state(state)}, nil
+	out := stateBatch{Events: b.format.state(state)}
+	for _, ev := range state {
+		if ev.Type == "m.room.member" && lazyOnly[*ev.StateKey] {
+			if out.lazyOnly == nil {
+				out.lazyOnly = map[string]bool{}
+			}
+			out.lazyOnly[ev.EventID] = true
+		}
+	}
+	return out, nil
 }
 
 // timelineScanLimit bounds how many events one room's timeline reads when
@@ -223,40 +269,9 @@ func (b *syncBuilder) timelineEvents(ctx context.Context, roomID string, from, t
 	return evs, limited, dropped, nil
 }
 
-// lazyMembers keeps, of state, the events that are not room members, and
-// adds the member events (from before, the state before the timeline) of
-// the timeline's senders and of the syncing user. Members already known
-// to the client may be sent again: the spec allows redundant members.
-// Without full state, the syncing user's own member event is sent only
-// when it changed.
-func lazyMembers(state, before []roomserver.ClientEvent, evs []roomserver.StreamEvent, userID string, full bool) []roomserver.ClientEvent {
-	want := map[string]bool{}
-	for _, ev := range evs {
-		want[ev.Event.Sender] = true
-	}
-	if full {
-		want[userID] = true
-	}
-	out := slices.DeleteFunc(state, func(ev roomserver.ClientEvent) bool {
-		return ev.Type == "m.room.member" && (ev.StateKey == nil || !want[*ev.StateKey] && *ev.StateKey != userID)
-	})
-	have := map[string]bool{}
-	for _, ev := range out {
-		if ev.Type == "m.room.member" && ev.StateKey != nil {
-			have[*ev.StateKey] = true
-		}
-	}
-	for _, ev := range before {
-		if ev.Type == "m.room.member" && ev.StateKey != nil && want[*ev.StateKey] && !have[*ev.StateKey] {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
-
 // changedSince keeps the events of state that are not in known. State
 // entries are replaced, never removed, so this is the delta from known to
-// state.
+// state. (/sync itself asks the EventReader for the delta: roomState.)
 func changedSince(state, known []roomserver.ClientEvent) []roomserver.ClientEvent {
 	ids := make(map[string]struct{}, len(known))
 	for _, ev := range known {

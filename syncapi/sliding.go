@@ -154,6 +154,8 @@ type slidingBuilder struct {
 	// for the extensions; fresh are those sent from their start.
 	sent  map[string][]string
 	fresh map[string]bool
+	// unread are the unread counts of the rooms to consider (sliding_e2ee.go).
+	unread map[string]unreadNotifications
 }
 
 // build works out the room list, the rooms to send and the extensions;
@@ -199,6 +201,9 @@ func (sb *slidingBuilder) build(ctx context.Context) (*slidingResponse, *sliding
 		if byID[roomID] != nil {
 			merge(roomID, c)
 		}
+	}
+	if err := sb.loadUnread(ctx, configs); err != nil {
+		return nil, nil, err
 	}
 	var jobs []roomJob
 	for roomID, c := range configs {

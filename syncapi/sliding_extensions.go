@@ -13,6 +13,11 @@ type slidingExtensionsResponse struct {
 	AccountData *slidingAccountData `json:"account_data,omitempty"`
 	Receipts    *slidingRoomEvents  `json:"receipts,omitempty"`
 	Typing      *slidingRoomEvents  `json:"typing,omitempty"`
+	// to_device and e2ee are sent whenever enabled (next_batch and the key
+	// counts are always wanted); only their messages and device-list
+	// changes count as news (sliding_e2ee.go).
+	ToDevice *slidingToDevice `json:"to_device,omitempty"`
+	E2EE     *slidingE2EE     `json:"e2ee,omitempty"`
 }
 
 type slidingAccountData struct {
@@ -26,7 +31,9 @@ type slidingRoomEvents struct {
 }
 
 func (x *slidingExtensionsResponse) empty() bool {
-	return x.AccountData == nil && x.Receipts == nil && x.Typing == nil
+	return x.AccountData == nil && x.Receipts == nil && x.Typing == nil &&
+		(x.ToDevice == nil || len(x.ToDevice.Events) == 0) &&
+		(x.E2EE == nil || x.E2EE.DeviceLists == nil || len(x.E2EE.DeviceLists.Changed)+len(x.E2EE.DeviceLists.Left) == 0)
 }
 
 // extensions fills the extensions asked for. They cover the rooms of the
@@ -60,6 +67,18 @@ func (sb *slidingBuilder) extensions(ctx context.Context, configs map[string]*sl
 	}
 	if x.Typing.on() {
 		sb.typingExtension(covered(x.Typing, true))
+	}
+	if x.ToDevice.on() {
+		if err := sb.toDeviceExtension(ctx); err != nil {
+			return err
+		}
+	}
+	if x.E2EE.on() {
+		if err := sb.e2eeExtension(ctx, byID); err != nil {
+			return err
+		}
+	} else {
+		sb.holdDeviceLists()
 	}
 	return nil
 }

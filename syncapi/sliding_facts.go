@@ -31,6 +31,7 @@ const (
 type roomFacts struct {
 	upTo      int64
 	bump      int64
+	last      int64 // the latest event up to upTo (0: none seen)
 	typeKnown bool
 	roomType  string // "" for none
 }
@@ -86,6 +87,9 @@ func (c *factsCache) bump(ctx context.Context, roomID string, now int64) (int64,
 		if err != nil {
 			return 0, err
 		}
+		if upper == now && len(evs) > 0 {
+			f.last = max(f.last, evs[0].Pos)
+		}
 		for _, ev := range evs {
 			if bumpTypes[ev.Event.Type] {
 				found = ev.Pos
@@ -104,6 +108,16 @@ func (c *factsCache) bump(ctx context.Context, roomID string, now int64) (int64,
 	f.upTo = now
 	c.put(roomID, f)
 	return f.bump, nil
+}
+
+// activeSince says whether roomID may have events with from < pos <= now:
+// false only when the facts, brought up to now, know it has none.
+func (c *factsCache) activeSince(ctx context.Context, roomID string, from, now int64) (bool, error) {
+	if _, err := c.bump(ctx, roomID, now); err != nil {
+		return false, err
+	}
+	f := c.get(roomID)
+	return f.upTo < now || f.last > from, nil
 }
 
 // roomType is the type in roomID's create event ("" for none).

@@ -87,18 +87,26 @@ func (f *slidingFilters) invited() *bool {
 // rooms choose the rooms an extension covers; absent, it covers every
 // room of the lists' windows and subscriptions.
 type slidingExtensionsRequest struct {
-	AccountData *slidingExtension `json:"account_data"`
-	Receipts    *slidingExtension `json:"receipts"`
-	Typing      *slidingExtension `json:"typing"`
-	ToDevice    *struct {
-		Enabled *bool  `json:"enabled"`
-		Limit   *int   `json:"limit"`
-		Since   string `json:"since"`
-	} `json:"to_device"`
-	E2EE *struct {
-		Enabled *bool `json:"enabled"`
-	} `json:"e2ee"`
+	AccountData *slidingExtension       `json:"account_data"`
+	Receipts    *slidingExtension       `json:"receipts"`
+	Typing      *slidingExtension       `json:"typing"`
+	ToDevice    *slidingToDeviceRequest `json:"to_device"`
+	E2EE        *slidingExtension       `json:"e2ee"`
 }
+
+// slidingToDeviceRequest is the to_device extension (MSC3885): since is
+// the next_batch of an earlier response, and acknowledges the messages up
+// to it.
+type slidingToDeviceRequest struct {
+	Enabled *bool  `json:"enabled"`
+	Limit   *int   `json:"limit"`
+	Since   string `json:"since"`
+
+	since int64
+	limit int
+}
+
+func (t *slidingToDeviceRequest) on() bool { return t != nil && t.Enabled != nil && *t.Enabled }
 
 type slidingExtension struct {
 	Enabled *bool    `json:"enabled"`
@@ -210,6 +218,20 @@ func (sr *slidingRequest) check(userID string) error {
 			if len(f.RoomTypes)+len(f.NotRoomTypes)+len(f.Spaces)+len(f.Tags)+len(f.NotTags) > slidingMaxFilterEntries {
 				return mxerr.InvalidParam("lists.%s.filters: at most %d entries", name, slidingMaxFilterEntries)
 			}
+		}
+	}
+	if td := sr.Extensions.ToDevice; td != nil {
+		if td.Since != "" {
+			n, err := strconv.ParseInt(td.Since, 10, 64)
+			if err != nil || n < 0 {
+				return mxerr.InvalidParam("extensions.to_device.since: %q is not a next_batch of this server", td.Since)
+			}
+			td.since = n
+		}
+		// At most toDeviceLimit, as /sync; 0 or less would never deliver.
+		td.limit = toDeviceLimit
+		if td.Limit != nil {
+			td.limit = min(max(*td.Limit, 1), toDeviceLimit)
 		}
 	}
 	for roomID, c := range sr.Subs {

@@ -73,8 +73,20 @@ func (sb *slidingBuilder) room(ctx context.Context, e *slidingEntry, c *slidingR
 	initial := !sentBefore || prev.Membership != roomserver.MembershipJoin && e.membership == roomserver.MembershipJoin
 	expanded := !initial && c.limit > prev.Limit
 	configChanged := !initial && fingerprint != prev.Config
+	// Unread counts of a joined room (sliding_e2ee.go); a room left has none.
+	var unread unreadNotifications
+	if e.membership == roomserver.MembershipJoin {
+		unread = sb.unread[e.roomID]
+	}
+	next.Notify, next.Highlight = unread.NotificationCount, unread.HighlightCount
 	if !initial && !expanded && !configChanged && prev.Room >= end && prev.Membership == e.membership {
-		return nil, prev, nil
+		if prev.Notify == next.Notify && prev.Highlight == next.Highlight {
+			return nil, prev, nil
+		}
+		// Only the counts changed (a receipt, or counts that lagged their
+		// event): the room with its new counts and nothing else.
+		return &slidingRoomResult{Membership: e.membership, BumpStamp: e.bump, IsDM: sb.direct[e.roomID],
+			NotificationCount: int(next.Notify), HighlightCount: int(next.Highlight)}, next, nil
 	}
 	from := int64(0)
 	if !initial && !expanded {
@@ -89,7 +101,8 @@ func (sb *slidingBuilder) room(ctx context.Context, e *slidingEntry, c *slidingR
 		return nil, prev, err
 	}
 	res := &slidingRoomResult{Initial: initial, ExpandedTimeline: expanded, Limited: limited,
-		Membership: e.membership, BumpStamp: e.bump, IsDM: sb.direct[e.roomID]}
+		Membership: e.membership, BumpStamp: e.bump, IsDM: sb.direct[e.roomID],
+		NotificationCount: int(next.Notify), HighlightCount: int(next.Highlight)}
 	format := newFormatter(sb.device, false)
 	res.Timeline = format.stream(evs)
 	res.PrevBatch = formatToken(end)

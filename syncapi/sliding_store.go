@@ -43,23 +43,42 @@ CREATE INDEX sy_sliding_positions_conn ON sy_sliding_positions (conn_nid, pos_ni
 // invents a new conn_id on every start does not fill the database.
 const slidingMaxConns = 10
 
-// slidingConnState is what a connection has been sent, by room.
+// slidingConnState is what a connection has been sent, by room, and
+// where its device lists stand (sliding_e2ee.go).
 type slidingConnState struct {
 	Rooms map[string]slidingRoomState `json:"rooms"`
+	// DeviceLists, when set, is the position up to which the e2ee
+	// extension has told device-list changes, behind the pos: responses
+	// without the extension leave it there, so that changes are told once
+	// the extension is on again. Unset: told up to the pos.
+	DeviceLists *slidingMark `json:"dl,omitempty"`
+}
+
+// slidingMark is a room and a sy_stream position.
+type slidingMark struct {
+	Room   int64 `json:"r"`
+	Stream int64 `json:"s"`
 }
 
 // slidingRoomState is what was last sent of a room: everything up to the
-// room stream position Room, with that membership, required_state config
-// and timeline limit.
+// room stream position Room, with that membership, required_state config,
+// timeline limit and unread counts.
 type slidingRoomState struct {
 	Room       int64  `json:"r"`
 	Membership string `json:"m"`
 	Config     string `json:"c"`
 	Limit      int    `json:"l"`
+	// The unread counts sent: a receipt that changes them sends the room
+	// again.
+	Notify    int64 `json:"n,omitempty"`
+	Highlight int64 `json:"h,omitempty"`
 }
 
 func (c *slidingConnState) equal(o *slidingConnState) bool {
 	if len(c.Rooms) != len(o.Rooms) {
+		return false
+	}
+	if (c.DeviceLists == nil) != (o.DeviceLists == nil) || c.DeviceLists != nil && *c.DeviceLists != *o.DeviceLists {
 		return false
 	}
 	for id, r := range c.Rooms {

@@ -3,7 +3,6 @@ package syncapi
 import (
 	"context"
 	"net/url"
-	"slices"
 
 	"github.com/chappe-matrix/chappe/internal/mxerr"
 	"github.com/chappe-matrix/chappe/roomserver"
@@ -40,35 +39,19 @@ func parseStateAfter(q url.Values) (bool, error) {
 // and lazy loading applied.
 func (b *syncBuilder) stateAfter(ctx context.Context, roomID string, from, to int64, full bool, tl timeline, evs []roomserver.StreamEvent) (timeline, stateBatch, error) {
 	empty := stateBatch{Events: []roomserver.ClientEvent{}}
-	sf := &b.req.filter.Room.State
 	if !full {
 		// No event at all in the range (not only none the filter kept): no
-		// state change, and no query of the state.
+		// state change, no timeline sender, and no query of the state.
 		some, err := b.reader.Events(ctx, roomID, from, to, 1, true)
-		if err != nil || len(some) == 0 && !sf.LazyLoadMembers {
+		if err != nil || len(some) == 0 {
 			return tl, empty, err
 		}
 	}
-	after, err := b.reader.StateAt(ctx, roomID, to)
+	state, err := b.roomState(ctx, roomID, roomserver.StateSelection{Pos: to}, from, full, true, evs)
 	if err != nil {
 		return timeline{}, stateBatch{}, err
 	}
-	state := slices.Clone(after)
-	if !full {
-		known, err := b.reader.StateAt(ctx, roomID, from)
-		if err != nil {
-			return timeline{}, stateBatch{}, err
-		}
-		state = changedSince(state, known)
-	}
-	if sf.LazyLoadMembers {
-		state = lazyMembers(state, after, evs, b.userID, full)
-	}
-	if !sf.wantRoom(roomID) {
-		state = nil
-	}
-	state = slices.DeleteFunc(state, func(ev roomserver.ClientEvent) bool { return !sf.matches(&ev) })
-	return tl, stateBatch{Events: b.format.state(state)}, nil
+	return tl, state, nil
 }
 
 // moveStateAfter puts each room's state under state_after (both names)

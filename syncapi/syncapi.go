@@ -131,6 +131,7 @@ func (s *SyncAPI) routes(r *httputil.Router) {
 	r.Handle("GET "+v3+"/presence/{userId}/status", auth, s.getPresence)
 	r.Handle("PUT "+v3+"/presence/{userId}/status", auth, s.putPresence)
 	s.routeSliding(r) // simplified sliding sync, sliding.go
+	s.routePeek(r)    // room previews: initialSync, peeking /events (peek.go)
 }
 
 // localTo says whether a user ID belongs to serverName; without a server

@@ -123,33 +123,53 @@ func (s *SyncAPI) prepareToDevice(ctx context.Context, sr *syncRequest, now stre
 	from := int64(0)
 	if !sr.initial {
 		from = sr.since.Stream
-		if _, err := s.store.db.ExecContext(ctx, `DELETE FROM sy_to_device WHERE user_id = $1 AND device_id = $2 AND pos <= $3`,
-			d.UserID, d.DeviceID, from); err != nil {
-			return now, fmt.Errorf("delete delivered to-device messages: %w", err)
+		if err := s.ackToDevice(ctx, d.UserID, d.DeviceID, from); err != nil {
+			return now, err
 		}
 	}
-	rows, err := s.store.db.QueryContext(ctx, `SELECT pos FROM sy_to_device WHERE user_id = $1 AND device_id = $2 AND pos > $3 AND pos <= $4 ORDER BY pos LIMIT $5`,
-		d.UserID, d.DeviceID, from, now.Stream, toDeviceLimit+1)
+	end, err := s.toDeviceEnd(ctx, d.UserID, d.DeviceID, from, now.Stream, toDeviceLimit)
 	if err != nil {
-		return now, fmt.Errorf("count to-device messages: %w", err)
+		return now, err
+	}
+	now.Stream = end
+	return now, nil
+}
+
+// ackToDevice deletes the device's messages at or before pos: the client
+// has shown it received them. (Sliding sync's to_device extension too.)
+func (s *SyncAPI) ackToDevice(ctx context.Context, userID, deviceID string, pos int64) error {
+	if _, err := s.store.db.ExecContext(ctx, `DELETE FROM sy_to_device WHERE user_id = $1 AND device_id = $2 AND pos <= $3`,
+		userID, deviceID, pos); err != nil {
+		return fmt.Errorf("delete delivered to-device messages: %w", err)
+	}
+	return nil
+}
+
+// toDeviceEnd is where a delivery of the device's messages after from
+// ends: to when at most limit (<= toDeviceLimit) messages wait in
+// (from, to], else the position of the limit-th.
+func (s *SyncAPI) toDeviceEnd(ctx context.Context, userID, deviceID string, from, to int64, limit int) (int64, error) {
+	rows, err := s.store.db.QueryContext(ctx, `SELECT pos FROM sy_to_device WHERE user_id = $1 AND device_id = $2 AND pos > $3 AND pos <= $4 ORDER BY pos LIMIT $5`,
+		userID, deviceID, from, to, limit+1)
+	if err != nil {
+		return to, fmt.Errorf("count to-device messages: %w", err)
 	}
 	defer rows.Close()
 	var positions []int64
 	for rows.Next() {
 		var p int64
 		if err := rows.Scan(&p); err != nil {
-			return now, fmt.Errorf("scan to-device position: %w", err)
+			return to, fmt.Errorf("scan to-device position: %w", err)
 		}
 		positions = append(positions, p)
 	}
 	if err := rows.Err(); err != nil {
-		return now, fmt.Errorf("count to-device messages: %w", err)
+		return to, fmt.Errorf("count to-device messages: %w", err)
 	}
-	if len(positions) <= toDeviceLimit {
-		return now, nil
+	if len(positions) <= limit {
+		return to, nil
 	}
-	now.Stream = positions[toDeviceLimit-1]
-	return now, nil
+	return positions[limit-1], nil
 }
 
 // toDeviceEvents reads the device's messages in (from, to].

@@ -29,6 +29,12 @@ func NewTokenResolver(b *bus.Bus) func(ctx context.Context, token string) (*Devi
 		if !plausibleToken(token) {
 			return nil, nil
 		}
+		if resp, handled, err := remoteAppServiceToken(ctx, b, token); handled {
+			if err != nil {
+				return nil, err
+			}
+			return resolved(resp)
+		}
 		if cache == nil {
 			resp, err := QueryAccessToken.Call(ctx, b, &QueryAccessTokenRequest{AccessToken: token})
 			if err != nil {
@@ -64,6 +70,9 @@ func resolved(resp *QueryAccessTokenResponse) (*Device, error) {
 // evicts before answering, so the client that logged out is refused at
 // once (other processes learn of it from the revocation announcement).
 func (u *UserAPI) ResolveToken(ctx context.Context, token string) (*Device, error) {
+	if dev, handled, err := u.resolveAppService(ctx, token); handled {
+		return dev, err
+	}
 	resp, err := u.lookupToken(ctx, token)
 	if err != nil {
 		return nil, err

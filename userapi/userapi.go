@@ -46,6 +46,8 @@ type UserAPI struct {
 	seen     *lastSeen
 	revokeSu *nats.Subscription
 
+	appServices *appServices // appservice.go
+
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -86,6 +88,10 @@ func New(ctx context.Context, d Deps) (*UserAPI, error) {
 		return nil, err
 	}
 	u.revokeSu = sub
+	if err := u.initAppServices(ctx, d.Config.AppServicePaths()); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
 	if err := u.serve(); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, err
@@ -110,6 +116,7 @@ func (u *UserAPI) serve() error {
 		Deactivate.Serve(u.bus, u.deactivate),
 		u.serveAccount(),
 		u.serveKeys(), // keys_serve.go: end-to-end encryption
+		u.serveAppServices(),
 	)
 }
 

@@ -37,7 +37,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.url, "url", "http://127.0.0.1:8008", "homeserver base URL")
 	flag.StringVar(&o.secret, "secret", "", "registration shared secret (/_synapse/admin/v1/register)")
-	flag.StringVar(&o.scenario, "scenario", "all", "send, sync-latency, room-throughput, initial-sync, busy-sync or all")
+	flag.StringVar(&o.scenario, "scenario", "all", "send, sync-latency, room-throughput, initial-sync, busy-sync, api or all")
 	flag.IntVar(&o.pairs, "pairs", 4, "sync-latency: pairs of users, each pair in its own room")
 	flag.IntVar(&o.messages, "messages", 200, "messages per sender (send, sync-latency)")
 	flag.IntVar(&o.senders, "senders", 10, "room-throughput: concurrent senders in one room")
@@ -77,6 +77,7 @@ func main() {
 	run("room-throughput", roomThroughput)
 	run("initial-sync", initialSync)
 	run("busy-sync", busySync)
+	run("api", apiLatency)
 	printTable(os.Stdout, results)
 	if o.jsonOut != "" {
 		data, _ := json.MarshalIndent(map[string]any{"url": o.url, "at": time.Now().UTC(), "results": results}, "", "  ")

@@ -72,6 +72,7 @@ func busySync(ctx context.Context, o options) ([]result, error) {
 	}
 	since := resp.NextBatch
 	samples := make([]time.Duration, 0, o.messages)
+	sends := make([]time.Duration, 0, o.messages) // the send alone, to tell its queueing from the sync's
 	syncs := 0
 	start := time.Now()
 	for i := range o.messages {
@@ -93,6 +94,7 @@ func busySync(ctx context.Context, o options) ([]result, error) {
 		if err != nil {
 			return nil, err
 		}
+		sends = append(sends, time.Since(t0))
 		for {
 			s := <-done
 			syncs++
@@ -115,7 +117,8 @@ func busySync(ctx context.Context, o options) ([]result, error) {
 	}
 	r := summarise(fmt.Sprintf("send → sync, %d busy rooms", o.busyRooms), samples, 0)
 	mu.Lock()
-	r.Note = fmt.Sprintf("%.0f busy msg/s, %d syncs", float64(sentBusy)/elapsed.Seconds(), syncs)
+	sr := summarise("", sends, 0)
+	r.Note = fmt.Sprintf("%.0f busy msg/s, %d syncs, send alone p50 %.1f ms", float64(sentBusy)/elapsed.Seconds(), syncs, sr.P50ms)
 	mu.Unlock()
 	return []result{r}, nil
 }

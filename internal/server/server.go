@@ -11,12 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/chappe-matrix/chappe/appservice"
 	"github.com/chappe-matrix/chappe/clientapi"
 	"github.com/chappe-matrix/chappe/config"
 	"github.com/chappe-matrix/chappe/internal/base"
@@ -37,6 +39,7 @@ type Server struct {
 	components []base.Component
 	http       *http.Server
 	listener   net.Listener
+	pprof      *http.Server // client_api.pprof_listen; nil when off
 	lock       *os.File
 	KeyCreated bool
 
@@ -51,6 +54,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, 
 		return nil, err
 	}
 	if err := s.listen(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.listenPprof(); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -162,13 +169,21 @@ func (s *Server) startComponents(ctx context.Context) error {
 		}
 		s.components = append(s.components, c)
 	}
+	if cfg.Runs(config.ComponentAppService) {
+		c, err := appservice.New(ctx, b)
+		if err != nil {
+			return fmt.Errorf("start appservice: %w", err)
+		}
+		s.components = append(s.components, c)
+	}
 	registerOpsRoutes(b)
 	return nil
 }
 
 // servesHTTP is true when the process runs a client-facing component.
 func servesHTTP(cfg *config.Config) bool {
-	return cfg.Runs(config.ComponentClientAPI) || cfg.Runs(config.ComponentSyncAPI) || cfg.Runs(config.ComponentMediaAPI)
+	return cfg.Runs(config.ComponentClientAPI) || cfg.Runs(config.ComponentSyncAPI) || cfg.Runs(config.ComponentMediaAPI) ||
+		cfg.Runs(config.ComponentAppService)
 }
 
 func (s *Server) listen() error {
@@ -182,7 +197,7 @@ func (s *Server) listen() error {
 	}
 	s.listener = ln
 	s.http = &http.Server{
-		Handler:           s.Base.Router,
+		Handler:           userapi.WithAppServiceParams(s.Base.Router), // identity assertion
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.Base.Log.Handler(), slog.LevelWarn),
@@ -192,6 +207,33 @@ func (s *Server) listen() error {
 			s.Base.Log.Error("http server stopped", "err", err)
 		}
 	}()
+	return nil
+}
+
+// listenPprof serves net/http/pprof on client_api.pprof_listen, when set,
+// with its own mux: nothing of it is reachable on the client listener.
+func (s *Server) listenPprof() error {
+	addr := s.Base.Config.ClientAPI.PprofListen
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("client_api.pprof_listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.pprof.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.Base.Log.Error("pprof server stopped", "err", err)
+		}
+	}()
+	s.Base.Log.Warn("pprof is served", "addr", ln.Addr().String())
 	return nil
 }
 
@@ -206,6 +248,9 @@ func (s *Server) Addr() string {
 // Close stops the listener, the components, the bus and the database, in
 // that order, so in-flight requests finish against live components.
 func (s *Server) Close() {
+	if s.pprof != nil {
+		_ = s.pprof.Close()
+	}
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.http.Shutdown(ctx)
