@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -147,6 +148,9 @@ type RateLimit struct {
 type ClientAPI struct {
 	Listen       string `yaml:"listen"`
 	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+	// TrustedProxies are the reverse proxies (CIDRs) whose X-Forwarded-For
+	// names the client, for per-IP rate limits.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// MetricsListen serves /metrics on its own address; empty serves it on
 	// the client listener.
 	MetricsListen string `yaml:"metrics_listen"`
@@ -293,6 +297,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ClientAPI.Listen == "" && c.Runs(ComponentClientAPI) {
 		bad("client_api.listen", "must be set when clientapi runs")
+	}
+	for _, cidr := range c.ClientAPI.TrustedProxies {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			bad("client_api.trusted_proxies", "%q is not a CIDR (e.g. 10.0.0.0/8 or 192.0.2.1/32)", cidr)
+		}
 	}
 	if c.ClientAPI.MaxBodyBytes < 1024 {
 		bad("client_api.max_body_bytes", "must be at least 1024, got %d", c.ClientAPI.MaxBodyBytes)

@@ -30,6 +30,10 @@ client_api:
   listen: 127.0.0.1:8008
   # Requests with a larger body are refused with M_TOO_LARGE.
   max_body_bytes: 10485760
+  # Reverse proxies (CIDRs) whose X-Forwarded-For header names the client,
+  # for per-IP rate limits. Behind a proxy, list it here, or every client
+  # shares the proxy's address.
+  trusted_proxies: []
   # net/http/pprof on its own address (e.g. 127.0.0.1:6060), for profiling;
   # empty serves nothing. Never expose it publicly.
   pprof_listen: ""

@@ -105,6 +105,61 @@ func testEventReader(t *testing.T, env *testEnv) {
 		}
 	})
 
+	t.Run("selected state", func(t *testing.T) {
+		// Only bob's member event, of the state before the topic change.
+		var seen []string
+		got, err := r.SelectState(ctx, roomID, StateSelection{Pos: topicPos, Before: true,
+			Keep: func(typ, stateKey string, changed bool) bool {
+				if !changed {
+					t.Errorf("without Delta every entry is changed")
+				}
+				seen = append(seen, typ)
+				return typ == "m.room.member" && stateKey == bob
+			}})
+		if err != nil || len(got) != 1 || *got[0].StateKey != bob {
+			t.Fatalf("bob's member event: %+v %v", got, err)
+		}
+		before, _ := r.StateBefore(ctx, roomID, topicPos)
+		if len(seen) != len(before) {
+			t.Fatalf("Keep saw %d entries, the state has %d", len(seen), len(before))
+		}
+		// The delta from just after bob's join to now: the topic and
+		// carol's invite.
+		delta, err := r.SelectState(ctx, roomID, StateSelection{Pos: end, Delta: true, Since: afterCreate + 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := []string{}
+		for _, ev := range delta {
+			keys = append(keys, ev.Type+"|"+*ev.StateKey)
+		}
+		if !slices.Equal(keys, []string{"m.room.member|" + carol, "m.room.topic|"}) {
+			t.Fatalf("delta %v", keys)
+		}
+		all, err := r.SelectState(ctx, roomID, StateSelection{Pos: end})
+		if current, _ := r.StateAt(ctx, roomID, end); err != nil || len(all) != len(current) {
+			t.Fatalf("no Keep: %d events, StateAt %d (%v)", len(all), len(current), err)
+		}
+	})
+
+	t.Run("rooms with events and room mates", func(t *testing.T) {
+		rooms, err := r.RoomsWithEvents(ctx, afterCreate, end)
+		if err != nil || !slices.Equal(rooms, []string{roomID}) {
+			t.Fatalf("rooms with events %v %v", rooms, err)
+		}
+		if rooms, _ := r.RoomsWithEvents(ctx, end, end+10); len(rooms) != 0 {
+			t.Fatalf("nothing after the end, got %v", rooms)
+		}
+		mates, err := r.RoomMates(ctx, bob)
+		slices.Sort(mates)
+		if err != nil || !slices.Equal(mates, []string{alice, bob}) {
+			t.Fatalf("bob's room mates %v %v", mates, err)
+		}
+		if mates, _ := r.RoomMates(ctx, carol); len(mates) != 0 {
+			t.Fatalf("carol is only invited, got %v", mates)
+		}
+	})
+
 	t.Run("memberships", func(t *testing.T) {
 		joined, err := r.JoinedUsers(ctx, roomID)
 		if err != nil || !slices.Equal(joined, []string{alice, bob}) {

@@ -2,6 +2,7 @@ package httputil
 
 import (
 	"net"
+	"strings"
 	"time"
 
 	"github.com/chappe-matrix/chappe/internal/mxerr"
@@ -37,7 +38,7 @@ func (rt *Router) checkLimit(req *Request, action string) error {
 	case req.Device != nil:
 		who = req.Device.UserID
 	default:
-		who = clientIP(req)
+		who = clientIP(req, rt.trustedProxies)
 	}
 	ok, wait := rt.limiter.Allow(action, who)
 	if ok {
@@ -47,12 +48,45 @@ func (rt *Router) checkLimit(req *Request, action string) error {
 	return mxerr.LimitExceeded(int64(max(ms, 1)))
 }
 
-// clientIP is the connection's peer address. X-Forwarded-For is not
-// trusted: any client could set it to dodge its limit.
-func clientIP(req *Request) string {
+// SetTrustedProxies names the reverse proxies (CIDRs) whose
+// X-Forwarded-For header is believed. Call it before serving.
+func (rt *Router) SetTrustedProxies(nets []*net.IPNet) { rt.trustedProxies = nets }
+
+// clientIP is the connection's peer address, or, when the peer is a
+// trusted reverse proxy, the nearest untrusted address of X-Forwarded-For
+// (the rightmost, as proxies append). An untrusted peer's header is
+// ignored: any client could set it to dodge its limit.
+func clientIP(req *Request, trusted []*net.IPNet) string {
 	host, _, err := net.SplitHostPort(req.RemoteAddr)
 	if err != nil {
-		return req.RemoteAddr
+		host = req.RemoteAddr
+	}
+	if !isTrusted(host, trusted) {
+		return host
+	}
+	hops := strings.Split(strings.Join(req.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if hop == "" {
+			continue
+		}
+		if !isTrusted(hop, trusted) {
+			return hop
+		}
+		host = hop
 	}
 	return host
+}
+
+func isTrusted(addr string, trusted []*net.IPNet) bool {
+	ip := net.ParseIP(addr)
+	if ip == nil {
+		return false
+	}
+	for _, n := range trusted {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -55,6 +56,8 @@ type Router struct {
 	maxBodyBytes int64
 	latency      *prometheus.HistogramVec
 	limiter      Limiter // nil: no limits (see limit.go)
+	// trustedProxies may set X-Forwarded-For (see limit.go).
+	trustedProxies []*net.IPNet
 
 	mu       sync.Mutex
 	patterns []string

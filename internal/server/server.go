@@ -122,6 +122,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger) (s *Server
 			return nil, err
 		}
 		b.Router.SetLimiter(limiter)
+		b.Router.SetTrustedProxies(trustedProxies(cfg.ClientAPI.TrustedProxies))
 	}
 	if err := s.startComponents(ctx); err != nil {
 		return nil, err
@@ -287,4 +288,15 @@ func (s *Server) tokenResolver() httputil.TokenResolver {
 		}
 		return remote(ctx, token)
 	}
+}
+
+// trustedProxies parses client_api.trusted_proxies (validated at load).
+func trustedProxies(cidrs []string) []*net.IPNet {
+	var out []*net.IPNet
+	for _, c := range cidrs {
+		if _, n, err := net.ParseCIDR(c); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
