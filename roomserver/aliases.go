@@ -120,20 +120,8 @@ func (rs *Roomserver) queryAliases(ctx context.Context, req *QueryAliasesRequest
 	if err := rs.requireViewer(ctx, room, req.UserID); err != nil {
 		return nil, err
 	}
-	rows, err := rs.db.QueryContext(ctx, `SELECT alias FROM rs_aliases WHERE room_id = $1 ORDER BY alias`, room.id)
+	out, err := sqlutil.Strings(ctx, rs.db, `SELECT alias FROM rs_aliases WHERE room_id = $1 ORDER BY alias`, room.id)
 	if err != nil {
-		return nil, fmt.Errorf("aliases of %s: %w", room.id, err)
-	}
-	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			return nil, fmt.Errorf("scan alias: %w", err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("aliases of %s: %w", room.id, err)
 	}
 	return &QueryAliasesResponse{Aliases: out}, nil

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/chappe-matrix/chappe/internal/sqlutil/sqltest"
 )
 
 // BenchmarkSendOneRoom measures messages per second into one room through
@@ -17,7 +19,7 @@ import (
 //
 // and CHAPPE_TEST_POSTGRES set to include PostgreSQL.
 func BenchmarkSendOneRoom(b *testing.B) {
-	for _, backend := range backends() {
+	for _, backend := range sqltest.Backends() {
 		for _, senders := range []int{1, 10} {
 			b.Run(fmt.Sprintf("%s/senders=%d", backend, senders), func(b *testing.B) {
 				benchSendOneRoom(b, backend, senders)

@@ -2,15 +2,11 @@ package roomserver
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +17,7 @@ import (
 	"github.com/chappe-matrix/chappe/internal/mxerr"
 	"github.com/chappe-matrix/chappe/internal/signingkey"
 	"github.com/chappe-matrix/chappe/internal/sqlutil"
+	"github.com/chappe-matrix/chappe/internal/sqlutil/sqltest"
 )
 
 const testServer = "test.local"
@@ -35,19 +32,9 @@ type testEnv struct {
 	rs   *Roomserver
 }
 
-// backends lists the databases the tests run on: SQLite always,
-// PostgreSQL when CHAPPE_TEST_POSTGRES is set.
-func backends() []string {
-	out := []string{"sqlite"}
-	if os.Getenv("CHAPPE_TEST_POSTGRES") != "" {
-		out = append(out, "postgres")
-	}
-	return out
-}
-
 // forEachBackend runs fn as a subtest per database.
 func forEachBackend(t *testing.T, fn func(t *testing.T, env *testEnv)) {
-	for _, backend := range backends() {
+	for _, backend := range sqltest.Backends() {
 		t.Run(backend, func(t *testing.T) { fn(t, newTestEnv(t, backend)) })
 	}
 }
@@ -56,7 +43,7 @@ func newTestEnv(t testing.TB, backend string) *testEnv {
 	t.Helper()
 	ctx := context.Background()
 	b := openTestBus(t)
-	db := openTestDB(t, backend)
+	db := sqltest.Open(t, backend)
 	key, err := signingkey.Generate()
 	if err != nil {
 		t.Fatal(err)
@@ -107,44 +94,6 @@ func quietLogger() *slog.Logger {
 		return slog.Default()
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-func openTestDB(t testing.TB, backend string) *sqlutil.DB {
-	t.Helper()
-	ctx := context.Background()
-	if backend == "sqlite" {
-		db, err := sqlutil.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "test.db"), sqlutil.Options{})
-		if err != nil {
-			t.Fatalf("open sqlite: %v", err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
-		return db
-	}
-	url := os.Getenv("CHAPPE_TEST_POSTGRES")
-	admin, err := sqlutil.Open(ctx, url, sqlutil.Options{MaxOpenConns: 2})
-	if err != nil {
-		t.Fatalf("open postgres: %v", err)
-	}
-	var buf [6]byte
-	_, _ = rand.Read(buf[:])
-	schema := "t_" + hex.EncodeToString(buf[:])
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	db, err := sqlutil.Open(ctx, url+sep+"search_path="+schema, sqlutil.Options{MaxOpenConns: 16})
-	if err != nil {
-		t.Fatalf("open postgres schema: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = db.Close()
-		_, _ = admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		_ = admin.Close()
-	})
-	return db
 }
 
 func user(name string) string { return "@" + name + ":" + testServer }

@@ -10,6 +10,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/chappe-matrix/chappe/internal/mxerr"
+	"github.com/chappe-matrix/chappe/internal/sqlutil"
 )
 
 // Member lists and forgetting a room.
@@ -164,21 +165,12 @@ func (rs *Roomserver) forget(ctx context.Context, req *RoomRequest) (*Empty, err
 }
 
 func (rs *Roomserver) queryForgotten(ctx context.Context, req *QueryForgottenRequest) (*QueryForgottenResponse, error) {
-	rows, err := rs.db.QueryContext(ctx, `SELECT f.room_id FROM rs_forgotten f
+	out, err := sqlutil.Strings(ctx, rs.db, `SELECT f.room_id FROM rs_forgotten f
 		JOIN rs_rooms r ON r.room_id = f.room_id
 		JOIN rs_membership m ON m.room_nid = r.room_nid AND m.user_id = f.user_id
 		WHERE f.user_id = $1 AND m.stream_pos = f.membership_pos ORDER BY f.room_id`, req.UserID)
 	if err != nil {
 		return nil, fmt.Errorf("forgotten rooms of %s: %w", req.UserID, err)
 	}
-	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("scan forgotten room: %w", err)
-		}
-		out = append(out, id)
-	}
-	return &QueryForgottenResponse{RoomIDs: out}, rows.Err()
+	return &QueryForgottenResponse{RoomIDs: out}, nil
 }

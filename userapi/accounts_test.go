@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/chappe-matrix/chappe/userapi"
+
+	"github.com/chappe-matrix/chappe/internal/sqlutil/sqltest"
 )
 
 func TestRegister(t *testing.T) {
@@ -150,10 +152,10 @@ func TestQueryProfile(t *testing.T) {
 
 // The CLI creates accounts without a bus, on a database nothing migrated.
 func TestCreateAccount(t *testing.T) {
-	for _, backend := range backends() {
+	for _, backend := range sqltest.Backends() {
 		t.Run(backend, func(t *testing.T) {
 			ctx := context.Background()
-			db := openDB(t, backend)
+			db := sqltest.Open(t, backend)
 			userID, err := userapi.CreateAccount(ctx, db, serverName, "admin", "s3cret", true)
 			if err != nil {
 				t.Fatal(err)

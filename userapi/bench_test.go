@@ -5,13 +5,15 @@ import (
 	"testing"
 
 	"github.com/chappe-matrix/chappe/userapi"
+
+	"github.com/chappe-matrix/chappe/internal/sqlutil/sqltest"
 )
 
 // Run with: go test ./userapi/ -run '^$' -bench . (PostgreSQL too when
 // CHAPPE_TEST_POSTGRES is set).
 
 func benchBackends(b *testing.B, f func(b *testing.B, e *env)) {
-	for _, backend := range backends() {
+	for _, backend := range sqltest.Backends() {
 		b.Run(backend, func(b *testing.B) { f(b, newEnv(b, backend)) })
 	}
 }

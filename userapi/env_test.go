@@ -2,12 +2,7 @@ package userapi_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +13,7 @@ import (
 	"github.com/chappe-matrix/chappe/internal/bus"
 	"github.com/chappe-matrix/chappe/internal/mxerr"
 	"github.com/chappe-matrix/chappe/internal/signingkey"
-	"github.com/chappe-matrix/chappe/internal/sqlutil"
+	"github.com/chappe-matrix/chappe/internal/sqlutil/sqltest"
 	"github.com/chappe-matrix/chappe/userapi"
 )
 
@@ -31,19 +26,9 @@ type env struct {
 	api  *userapi.UserAPI
 }
 
-// backends lists the databases to run against: SQLite always, PostgreSQL
-// when CHAPPE_TEST_POSTGRES holds its URL.
-func backends() []string {
-	out := []string{"sqlite"}
-	if os.Getenv("CHAPPE_TEST_POSTGRES") != "" {
-		out = append(out, "postgres")
-	}
-	return out
-}
-
 // run runs f once per backend, each with its own environment.
 func run(t *testing.T, f func(t *testing.T, e *env)) {
-	for _, backend := range backends() {
+	for _, backend := range sqltest.Backends() {
 		t.Run(backend, func(t *testing.T) {
 			f(t, newEnv(t, backend))
 		})
@@ -53,7 +38,7 @@ func run(t *testing.T, f func(t *testing.T, e *env)) {
 func newEnv(t testing.TB, backend string) *env {
 	t.Helper()
 	ctx := t.Context()
-	db := openDB(t, backend)
+	db := sqltest.Open(t, backend)
 	b, err := bus.Open(ctx, bus.Options{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("open bus: %v", err)
@@ -92,48 +77,6 @@ func (e *env) start(t testing.TB) *userapi.UserAPI {
 
 // openDB opens a SQLite file in a temporary directory, or a fresh schema
 // of the PostgreSQL database, dropped when the test ends.
-func openDB(t testing.TB, backend string) *sqlutil.DB {
-	t.Helper()
-	ctx := context.Background()
-	dsn := "sqlite://" + filepath.Join(t.TempDir(), "chappe.db")
-	if backend == "postgres" {
-		dsn = pgSchema(t)
-	}
-	db, err := sqlutil.Open(ctx, dsn, sqlutil.Options{})
-	if err != nil {
-		t.Fatalf("open %s: %v", backend, err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
-// pgSchema creates schema t_<random> and returns a URL that selects it.
-func pgSchema(t testing.TB) string {
-	t.Helper()
-	ctx := context.Background()
-	url := os.Getenv("CHAPPE_TEST_POSTGRES")
-	admin, err := sqlutil.Open(ctx, url, sqlutil.Options{MaxOpenConns: 1})
-	if err != nil {
-		t.Fatalf("open postgres: %v", err)
-	}
-	var r [6]byte
-	_, _ = rand.Read(r[:])
-	schema := "t_" + hex.EncodeToString(r[:])
-	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		_ = admin.Close()
-	})
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	return url + sep + "search_path=" + schema
-}
 
 // Helpers driving the userapi through the bus, as other components do.
 

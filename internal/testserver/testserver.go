@@ -8,10 +8,8 @@ package testserver
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/chappe-matrix/chappe/config"
 	"github.com/chappe-matrix/chappe/internal/server"
+	"github.com/chappe-matrix/chappe/internal/sqlutil/sqltest"
 )
 
 // SharedSecret is the registration secret of every test server.
@@ -70,7 +69,7 @@ func Config(t testing.TB, opts ...Option) *config.Config {
 	cfg.Logging.Level = "warn"
 	cfg.RateLimits.Enabled = false // tests that need limits turn them on
 	if pg := os.Getenv("CHAPPE_TEST_POSTGRES"); pg != "" {
-		cfg.Database.URL = NewPostgresSchema(t, pg)
+		cfg.Database.URL = sqltest.PostgresSchema(t, pg)
 	}
 	if nats := os.Getenv("CHAPPE_TEST_NATS"); nats != "" {
 		cfg.NATS.URLs = strings.Split(nats, ",")
@@ -138,37 +137,6 @@ func (s *Server) Client(t testing.TB) *mautrix.Client {
 		t.Fatal(err)
 	}
 	return cli
-}
-
-// NewPostgresSchema creates a fresh schema in the database at base and
-// returns a URL that uses it; the schema is dropped when the test ends.
-func NewPostgresSchema(t testing.TB, base string) string {
-	t.Helper()
-	schema := "t_" + randomHex(8)
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", base)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 func randomHex(n int) string {
