@@ -6,44 +6,12 @@ import (
 	"errors"
 	"hash/crc32"
 	"image"
-	"image/color"
-	"image/gif"
-	"image/jpeg"
-	"image/png"
 	"os"
 	"runtime"
 	"testing"
+
+	"github.com/chappe-matrix/chappe/mediaapi/mediatest"
 )
-
-// testImage is a w x h gradient, so that scaling and cropping have
-// something to work on.
-func testImage(w, h int) *image.RGBA {
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			img.Set(x, y, color.RGBA{uint8(x * 255 / w), uint8(y * 255 / h), 128, 255})
-		}
-	}
-	return img
-}
-
-func encodeTest(t testing.TB, format string, img image.Image) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	var err error
-	switch format {
-	case "image/jpeg":
-		err = jpeg.Encode(&b, img, nil)
-	case "image/png":
-		err = png.Encode(&b, img)
-	case "image/gif":
-		err = gif.Encode(&b, img, nil)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
 
 // bombPNG is a valid PNG header announcing width x height pixels, with
 // no image data: a few dozen bytes that would decode to terabytes.
@@ -94,11 +62,11 @@ func TestThumbSize(t *testing.T) {
 }
 
 func TestDecodeAndResizeEveryFormat(t *testing.T) {
-	src := testImage(400, 300)
+	src := mediatest.Gradient(400, 300)
 	inputs := map[string][]byte{
-		"image/jpeg": encodeTest(t, "image/jpeg", src),
-		"image/png":  encodeTest(t, "image/png", src),
-		"image/gif":  encodeTest(t, "image/gif", src),
+		"image/jpeg": mediatest.Encode(t, "image/jpeg", src),
+		"image/png":  mediatest.Encode(t, "image/png", src),
+		"image/gif":  mediatest.Encode(t, "image/gif", src),
 	}
 	webp, err := os.ReadFile("testdata/blue-purple-pink.lossy.webp") // 150x100
 	if err != nil {
@@ -151,13 +119,13 @@ func TestDecompressionBombRefusedWithoutAllocating(t *testing.T) {
 }
 
 func TestTruncatedImageIsAnError(t *testing.T) {
-	data := encodeTest(t, "image/png", testImage(200, 200))
+	data := mediatest.Encode(t, "image/png", mediatest.Gradient(200, 200))
 	for _, cut := range []int{10, 40, len(data) / 2} {
 		if _, err := decodeBounded("image/png", bytes.NewReader(data[:cut]), 32_000_000); err == nil {
 			t.Errorf("truncated at %d: decoded", cut)
 		}
 	}
-	jp := encodeTest(t, "image/jpeg", testImage(200, 200))
+	jp := mediatest.Encode(t, "image/jpeg", mediatest.Gradient(200, 200))
 	if _, err := decodeBounded("image/jpeg", bytes.NewReader(jp[:len(jp)/2]), 32_000_000); err == nil {
 		t.Error("truncated JPEG decoded")
 	}
@@ -169,7 +137,7 @@ func TestTruncatedImageIsAnError(t *testing.T) {
 // BenchmarkThumbnail4000x3000JPEG: decode a 12 Mpx photo, scale it to
 // 800x600 and encode the JPEG, as the first thumbnail request does.
 func BenchmarkThumbnail4000x3000JPEG(b *testing.B) {
-	data := encodeTest(b, "image/jpeg", testImage(4000, 3000))
+	data := mediatest.Encode(b, "image/jpeg", mediatest.Gradient(4000, 3000))
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for b.Loop() {

@@ -6,6 +6,8 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/chappe-matrix/chappe/internal/testserver"
+
+	"github.com/chappe-matrix/chappe/mediaapi/mediatest"
 )
 
 func TestMediaAdminQuarantineAndDelete(t *testing.T) {
@@ -15,7 +17,7 @@ func TestMediaAdminQuarantineAndDelete(t *testing.T) {
 	alice := srv.RegisterUser(t, "alice")
 	bob := srv.RegisterUser(t, "bob")
 	a1 := must[*mautrix.RespMediaUpload](t)(alice.UploadBytes(ctx, []byte("one"), "text/plain"))
-	a2 := must[*mautrix.RespMediaUpload](t)(alice.UploadBytes(ctx, encodeImage(t, "image/png", gradient(200, 200)), "image/png"))
+	a2 := must[*mautrix.RespMediaUpload](t)(alice.UploadBytes(ctx, mediatest.Encode(t, "image/png", mediatest.Gradient(200, 200)), "image/png"))
 	shared := must[*mautrix.RespMediaUpload](t)(bob.UploadBytes(ctx, []byte("one"), "text/plain")) // same content as a1
 	must[*httpResponse](t)(thumb(ctx, alice, a2, 32, 32, "crop"))
 	admin1 := srv.URL + "/_synapse/admin/v1"

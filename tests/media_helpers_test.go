@@ -1,14 +1,8 @@
 package tests
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"image"
-	"image/color"
-	"image/gif"
-	"image/jpeg"
-	"image/png"
 	"io"
 	"io/fs"
 	"net/http"
@@ -65,35 +59,6 @@ func wantMediaErr(t *testing.T, r mediaResp, status int, code string) {
 	if r.status != status || r.errcode() != code {
 		t.Fatalf("want %d %s, got %d %s", status, code, r.status, r.body)
 	}
-}
-
-// gradient is a w x h test image.
-func gradient(w, h int) *image.RGBA {
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			img.Set(x, y, color.RGBA{uint8(x * 255 / w), uint8(y * 255 / h), 90, 255})
-		}
-	}
-	return img
-}
-
-func encodeImage(t testing.TB, format string, img image.Image) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	var err error
-	switch format {
-	case "image/jpeg":
-		err = jpeg.Encode(&b, img, nil)
-	case "image/png":
-		err = png.Encode(&b, img)
-	case "image/gif":
-		err = gif.Encode(&b, img, nil)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
 }
 
 // storedBlobs counts the files in the server's media store.

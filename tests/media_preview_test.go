@@ -14,6 +14,8 @@ import (
 
 	"github.com/chappe-matrix/chappe/config"
 	"github.com/chappe-matrix/chappe/internal/testserver"
+
+	"github.com/chappe-matrix/chappe/mediaapi/mediatest"
 )
 
 func previewOn(allowed ...string) testserver.Option {
@@ -98,7 +100,7 @@ func TestMediaPreviewRedirectToInternalRefused(t *testing.T) {
 }
 
 func TestMediaPreviewAllowedServer(t *testing.T) {
-	png := encodeImage(t, "image/png", gradient(64, 48))
+	png := mediatest.Encode(t, "image/png", mediatest.Gradient(64, 48))
 	var fetches atomic.Int32
 	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {

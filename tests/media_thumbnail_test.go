@@ -17,17 +17,19 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/chappe-matrix/chappe/internal/testserver"
+
+	"github.com/chappe-matrix/chappe/mediaapi/mediatest"
 )
 
 func TestMediaThumbnailsEveryMethodAndFormat(t *testing.T) {
 	srv := testserver.New(t)
 	ctx := ctxT(t)
 	alice := srv.RegisterUser(t, "alice")
-	src := gradient(1000, 500)
+	src := mediatest.Gradient(1000, 500)
 	inputs := map[string][]byte{
-		"image/jpeg": encodeImage(t, "image/jpeg", src),
-		"image/png":  encodeImage(t, "image/png", src),
-		"image/gif":  encodeImage(t, "image/gif", src),
+		"image/jpeg": mediatest.Encode(t, "image/jpeg", src),
+		"image/png":  mediatest.Encode(t, "image/png", src),
+		"image/gif":  mediatest.Encode(t, "image/gif", src),
 	}
 	webp, err := os.ReadFile("../mediaapi/testdata/blue-purple-pink.lossy.webp") // 150x100
 	if err != nil {
@@ -96,7 +98,7 @@ func TestMediaThumbnailHostileInputs(t *testing.T) {
 			t.Errorf("%s: want %d %s, got %d %s", name, status, code, r.status, r.body)
 		}
 	}
-	png := encodeImage(t, "image/png", gradient(300, 300))
+	png := mediatest.Encode(t, "image/png", mediatest.Gradient(300, 300))
 	check("truncated png", png[:len(png)/2], "image/png", 400, "M_UNKNOWN")
 	check("decompression bomb", bombPNGHeader(100000, 100000), "image/png", 413, "M_TOO_LARGE")
 	check("wrong content type", []byte("%PDF-1.4 not an image"), "image/png", 400, "M_UNKNOWN")
