@@ -87,7 +87,7 @@ func (s *SyncAPI) messages(req *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	upper, err := s.readableUpTo(ctx, mr.roomID, req.Device.UserID, now)
+	upper, peeking, err := s.messagesUpTo(ctx, mr.roomID, req.Device.UserID, now)
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +132,11 @@ func (s *SyncAPI) messages(req *httputil.Request) (any, error) {
 			resp.End = formatToken(last - 1)
 		} else {
 			resp.End = formatToken(last)
+		}
+	}
+	if peeking {
+		if evs, err = s.worldReadableInOrder(ctx, mr.roomID, evs, mr.backwards); err != nil {
+			return nil, err
 		}
 	}
 	// The filter applies after the limit: a chunk may come back short, or

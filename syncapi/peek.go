@@ -361,3 +361,31 @@ func (st *store) roomAccountData(ctx context.Context, userID, roomID string) ([]
 	}
 	return out, rows.Err()
 }
+
+// messagesUpTo is the last position of roomID /messages may return to the
+// user: what readableUpTo allows a member or former member, or, for anyone
+// else, everything of a world-readable room (peeking is then true and only
+// the world-readable part may be shown).
+func (s *SyncAPI) messagesUpTo(ctx context.Context, roomID, userID string, now int64) (upTo int64, peeking bool, err error) {
+	upTo, err = s.readableUpTo(ctx, roomID, userID, now)
+	if me, ok := mxerr.As(err); !ok || me.Code != "M_FORBIDDEN" {
+		return upTo, false, err
+	}
+	access, perr := s.peekAccess(ctx, roomID, userID, now)
+	if perr != nil || !access.peeking {
+		return 0, false, err
+	}
+	return now, true, nil
+}
+
+// worldReadableInOrder is worldReadableOnly for a list in either order.
+func (s *SyncAPI) worldReadableInOrder(ctx context.Context, roomID string, evs []roomserver.StreamEvent, descending bool) ([]roomserver.StreamEvent, error) {
+	if !descending {
+		return s.worldReadableOnly(ctx, roomID, evs)
+	}
+	asc := slices.Clone(evs)
+	slices.Reverse(asc)
+	out, err := s.worldReadableOnly(ctx, roomID, asc)
+	slices.Reverse(out)
+	return out, err
+}

@@ -119,6 +119,16 @@ func TestInitialSyncPeekAndForbidden(t *testing.T) {
 	if hv := hasState(r.body["state"], "m.room.history_visibility", ""); hv == nil {
 		t.Fatalf("peek state: %v", r.body["state"])
 	}
+	// /messages shows an outsider the same world-readable part, both ways.
+	for _, dir := range []string{"b", "f"} {
+		m := rawRequest(t, "GET", v3+open.RoomID.String()+"/messages?dir="+dir, bob.AccessToken, "")
+		if m.status != 200 {
+			t.Fatalf("outsider /messages dir=%s: %d %v", dir, m.status, m.body)
+		}
+		if bodies, _ := chunkBodies(t, m.body["chunk"]); len(bodies) != 1 || bodies[0] != "after" {
+			t.Fatalf("outsider /messages dir=%s: %v", dir, bodies)
+		}
+	}
 
 	// A former member of a shared room reads up to their leave.
 	shared := must[*mautrix.RespCreateRoom](t)(alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"}))
@@ -143,6 +153,7 @@ func TestInitialSyncPeekAndForbidden(t *testing.T) {
 		status                 int
 	}{
 		{"shared room, outsider", v3 + shared.RoomID.String() + "/initialSync", bob.AccessToken, "M_FORBIDDEN", 403},
+		{"shared room, outsider's /messages", v3 + shared.RoomID.String() + "/messages?dir=b", bob.AccessToken, "M_FORBIDDEN", 403},
 		{"unknown room", v3 + "!nope:localhost/initialSync", bob.AccessToken, "M_FORBIDDEN", 403},
 		{"not a room ID", v3 + "nope/initialSync", bob.AccessToken, "M_INVALID_PARAM", 400},
 		{"no access token", v3 + open.RoomID.String() + "/initialSync", "", "M_MISSING_TOKEN", 401},
