@@ -222,16 +222,6 @@ func (r *reader) currentState(ctx context.Context, room roomInfo) (stateMap, err
 	return r.snapshots.state(ctx, snapshot)
 }
 
-// snapshotEvents returns a snapshot's events in client form, sorted by
-// (type, state_key).
-func (r *reader) snapshotEvents(ctx context.Context, room roomInfo, snapshot int64) ([]ClientEvent, error) {
-	state, err := r.snapshots.state(ctx, snapshot)
-	if err != nil {
-		return nil, err
-	}
-	return r.stateEvents(ctx, room, state, nil)
-}
-
 // stateEvents loads the events of a state in client form, sorted by
 // (type, state_key); keep, if set, selects the keys to load.
 func (r *reader) stateEvents(ctx context.Context, room roomInfo, state stateMap, keep func(stateKey) bool) ([]ClientEvent, error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 
 	"github.com/chappe-matrix/chappe/internal/sqlutil"
 )
@@ -148,12 +147,4 @@ func (c *snapshotCache) state(ctx context.Context, nid int64) (stateMap, error) 
 	}
 	c.cache.put(nid, s)
 	return s, nil
-}
-
-// clone returns a private copy of a state map.
-func (s stateMap) clone() stateMap {
-	if s == nil {
-		return stateMap{}
-	}
-	return maps.Clone(s)
 }

@@ -136,9 +136,6 @@ func (st requiredState) matches(typ, key string) bool {
 	return in && !slices.ContainsFunc(st.exclude, func(e stateElem) bool { return e.matches(typ, key) })
 }
 
-// empty is true when no state at all is asked for.
-func (st requiredState) empty() bool { return len(st.include) == 0 && !st.lazy }
-
 // fingerprint is a stable text of the config, kept per room in the
 // connection to notice when a client widens what it asks for.
 func (st requiredState) fingerprint() string {

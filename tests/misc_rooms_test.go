@@ -2,6 +2,7 @@ package tests
 
 import (
 	"net/url"
+	"slices"
 	"testing"
 
 	"maunium.net/go/mautrix"
@@ -67,6 +68,11 @@ func TestMutualRooms(t *testing.T) {
 	joined, _ := r.body["joined"].([]any)
 	if r.status != 200 || len(joined) != 3 || r.body["count"] != float64(3) || r.body["next_batch"] != nil {
 		t.Fatalf("mutual rooms: %d %v", r.status, r.body)
+	}
+	for _, room := range joined {
+		if !slices.Contains(shared, room.(string)) {
+			t.Errorf("mutual rooms lists %v, not one of %v", room, shared)
+		}
 	}
 	cases := []struct {
 		name, url, token, code string
