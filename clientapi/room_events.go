@@ -124,14 +124,8 @@ func (c *ClientAPI) timestampToEvent(req *httputil.Request) (any, error) {
 	}
 	q := req.URL.Query()
 	r := &roomserver.TimestampToEventRequest{UserID: req.Device.UserID, RoomID: roomID}
-	switch q.Get("dir") {
-	case "f":
-	case "b":
-		r.Backwards = true
-	case "":
-		return nil, mxerr.MissingParam("dir is required (f or b)")
-	default:
-		return nil, mxerr.InvalidParam("dir: %q is neither f nor b", q.Get("dir"))
+	if r.Backwards, err = httputil.Direction(q, ""); err != nil {
+		return nil, err
 	}
 	ts := q.Get("ts")
 	if ts == "" {
@@ -164,13 +158,11 @@ func (c *ClientAPI) relations(req *httputil.Request) (any, error) {
 	if len(r.RelType) > 255 || len(r.EventType) > 255 {
 		return nil, mxerr.InvalidParam("relation and event types are at most 255 bytes")
 	}
-	switch q.Get("dir") {
-	case "", "b":
-	case "f":
-		r.Forwards = true
-	default:
-		return nil, mxerr.InvalidParam("dir: %q is neither f nor b", q.Get("dir"))
+	backwards, err := httputil.Direction(q, "b")
+	if err != nil {
+		return nil, err
 	}
+	r.Forwards = !backwards
 	if r.From, err = parsePosToken("from", "s", q.Get("from")); err != nil {
 		return nil, err
 	}

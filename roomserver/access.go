@@ -98,3 +98,17 @@ func containsSpaceOrControl(s string) bool {
 	}
 	return false
 }
+
+// roomFor looks a room up for userID's request. An unknown room is
+// answered as a room the user is not in, so that a request never tells
+// whether a room exists.
+func (rs *Roomserver) roomFor(ctx context.Context, roomID, userID string) (roomInfo, error) {
+	room, ok, err := rs.reader.room(ctx, roomID)
+	if err != nil {
+		return roomInfo{}, err
+	}
+	if !ok {
+		return roomInfo{}, mxerr.Forbidden("%s is not in room %s", userID, roomID)
+	}
+	return room, nil
+}

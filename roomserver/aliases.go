@@ -110,12 +110,9 @@ func (rs *Roomserver) dropCanonicalAlias(ctx context.Context, roomID, userID, al
 // queryAliases lists a room's local aliases, for its members and, in a
 // world-readable room, anyone.
 func (rs *Roomserver) queryAliases(ctx context.Context, req *QueryAliasesRequest) (*QueryAliasesResponse, error) {
-	room, ok, err := rs.reader.room(ctx, req.RoomID)
+	room, err := rs.roomFor(ctx, req.RoomID, req.UserID)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, mxerr.Forbidden("%s is not in room %s", req.UserID, req.RoomID)
 	}
 	if err := rs.requireViewer(ctx, room, req.UserID); err != nil {
 		return nil, err

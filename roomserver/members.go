@@ -62,12 +62,9 @@ func (r *reader) stateAtPos(ctx context.Context, room roomInfo, pos int64) (stat
 }
 
 func (rs *Roomserver) queryMembers(ctx context.Context, req *QueryMembersRequest) (*QueryMembersResponse, error) {
-	room, ok, err := rs.reader.room(ctx, req.RoomID)
+	room, err := rs.roomFor(ctx, req.RoomID, req.UserID)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, mxerr.Forbidden("%s is not in room %s", req.UserID, req.RoomID)
 	}
 	upTo, err := rs.reader.readableUpTo(ctx, room, req.UserID)
 	if err != nil {
@@ -102,12 +99,9 @@ func membershipOfContent(content json.RawMessage) string {
 }
 
 func (rs *Roomserver) queryJoinedMembers(ctx context.Context, req *RoomRequest) (*QueryJoinedMembersResponse, error) {
-	room, ok, err := rs.reader.room(ctx, req.RoomID)
+	room, err := rs.roomFor(ctx, req.RoomID, req.UserID)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, mxerr.Forbidden("%s is not in room %s", req.UserID, req.RoomID)
 	}
 	if err := rs.requireViewer(ctx, room, req.UserID); err != nil {
 		return nil, err

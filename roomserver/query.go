@@ -15,13 +15,9 @@ import (
 // members (and anyone in a world-readable room), the state at their
 // departure for former members.
 func (rs *Roomserver) queryState(ctx context.Context, req *QueryStateRequest) (*QueryStateResponse, error) {
-	room, ok, err := rs.reader.room(ctx, req.RoomID)
+	room, err := rs.roomFor(ctx, req.RoomID, req.UserID)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		// As for a room the user was never in: not saying whether it exists.
-		return nil, mxerr.Forbidden("%s is not in room %s", req.UserID, req.RoomID)
 	}
 	state, err := rs.reader.visibleState(ctx, room, req.UserID)
 	if err != nil {

@@ -168,12 +168,9 @@ func (rs *Roomserver) queryRelations(ctx context.Context, req *QueryRelationsReq
 // first. NextPos is the latest reply position of the last thread: the
 // next page holds threads whose latest reply is older.
 func (rs *Roomserver) queryThreads(ctx context.Context, req *QueryThreadsRequest) (*QueryThreadsResponse, error) {
-	room, ok, err := rs.reader.room(ctx, req.RoomID)
+	room, err := rs.roomFor(ctx, req.RoomID, req.UserID)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, mxerr.Forbidden("%s is not in room %s", req.UserID, req.RoomID)
 	}
 	if _, err := rs.reader.readableUpTo(ctx, room, req.UserID); err != nil {
 		return nil, err

@@ -45,12 +45,9 @@ func (rs *Roomserver) upgradeRoom(ctx context.Context, req *UpgradeRoomRequest) 
 	if err != nil {
 		return nil, err
 	}
-	room, ok, err := rs.reader.room(ctx, req.RoomID)
+	room, err := rs.roomFor(ctx, req.RoomID, req.Sender)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, mxerr.Forbidden("%s is not in room %s", req.Sender, req.RoomID)
 	}
 	res, err := rs.queue.submit(ctx, room.id, func(b *batch) (any, error) { return readForUpgrade(b, req.Sender) })
 	if err != nil {

@@ -36,15 +36,11 @@ func parseMessagesRequest(req *httputil.Request) (*messagesRequest, error) {
 	if !mxid.RoomID(mr.roomID) {
 		return nil, mxerr.InvalidParam("%q is not a room ID", mr.roomID)
 	}
-	switch dir := q.Get("dir"); dir {
-	case "b":
-		mr.backwards = true
-	case "f":
-	case "":
-		return nil, mxerr.MissingParam("dir is required (b or f)")
-	default:
-		return nil, mxerr.InvalidParam("dir: %q is neither b nor f", dir)
+	backwards, err := httputil.Direction(q, "")
+	if err != nil {
+		return nil, err
 	}
+	mr.backwards = backwards
 	if v := q.Get("from"); v != "" {
 		pos, err := parseToken("from", v)
 		if err != nil {
