@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/id"
 )
 
 // busySync: the receiver is in one quiet room with the sender and in
@@ -18,19 +17,8 @@ import (
 // syncing, and its syncs also return for the busy rooms' events, as a
 // real client's would.
 func busySync(ctx context.Context, o options) ([]result, error) {
-	receiver, err := newUser(ctx, o, "busy-recv")
+	sender, receiver, quietID, err := newPair(ctx, o, "busy-send", "busy-recv")
 	if err != nil {
-		return nil, err
-	}
-	sender, err := newUser(ctx, o, "busy-send")
-	if err != nil {
-		return nil, err
-	}
-	quiet, err := sender.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{receiver.UserID}})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := receiver.JoinRoomByID(ctx, quiet.RoomID); err != nil {
 		return nil, err
 	}
 	bctx, stop := context.WithCancel(ctx)
@@ -90,7 +78,7 @@ func busySync(ctx context.Context, o options) ([]result, error) {
 		}
 		syncFrom(since)
 		t0 := time.Now()
-		sent, err := sender.SendText(ctx, quiet.RoomID, fmt.Sprintf("ping %d", i))
+		sent, err := sender.SendText(ctx, quietID, fmt.Sprintf("ping %d", i))
 		if err != nil {
 			return nil, err
 		}
@@ -102,7 +90,7 @@ func busySync(ctx context.Context, o options) ([]result, error) {
 				return nil, s.err
 			}
 			since = s.resp.NextBatch
-			if hasEvent(s.resp, quiet.RoomID, sent.EventID) {
+			if hasEvent(s.resp, quietID, sent.EventID) {
 				samples = append(samples, s.at.Sub(t0))
 				break
 			}

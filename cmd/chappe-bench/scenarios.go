@@ -64,19 +64,8 @@ func syncLatency(ctx context.Context, o options) ([]result, error) {
 }
 
 func onePair(ctx context.Context, o options, p int) ([]time.Duration, error) {
-	sender, err := newUser(ctx, o, fmt.Sprintf("s%d", p))
+	sender, receiver, roomID, err := newPair(ctx, o, fmt.Sprintf("s%d", p), fmt.Sprintf("r%d", p))
 	if err != nil {
-		return nil, err
-	}
-	receiver, err := newUser(ctx, o, fmt.Sprintf("r%d", p))
-	if err != nil {
-		return nil, err
-	}
-	room, err := sender.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{receiver.UserID}})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := receiver.JoinRoomByID(ctx, room.RoomID); err != nil {
 		return nil, err
 	}
 	resp, err := receiver.SyncRequest(ctx, 0, "", "", false, "")
@@ -98,7 +87,7 @@ func onePair(ctx context.Context, o options, p int) ([]time.Duration, error) {
 		}(since)
 		time.Sleep(5 * time.Millisecond) // let the sync reach the server and wait
 		t0 := time.Now()
-		sent, err := sender.SendText(ctx, room.RoomID, fmt.Sprintf("ping %d", i))
+		sent, err := sender.SendText(ctx, roomID, fmt.Sprintf("ping %d", i))
 		if err != nil {
 			return nil, err
 		}
@@ -110,7 +99,7 @@ func onePair(ctx context.Context, o options, p int) ([]time.Duration, error) {
 				return nil, s.err
 			}
 			since = s.resp.NextBatch
-			if hasEvent(s.resp, room.RoomID, sent.EventID) {
+			if hasEvent(s.resp, roomID, sent.EventID) {
 				samples = append(samples, s.at.Sub(t0))
 				break
 			}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
 	"maunium.net/go/mautrix/synapseadmin"
 )
 
@@ -46,4 +47,23 @@ func newUser(ctx context.Context, o options, name string) (*mautrix.Client, erro
 	cli.Client = httpClient
 	cli.DeviceID = resp.DeviceID
 	return cli, nil
+}
+
+// newPair registers a sender and a receiver (named with the given suffixes)
+// who share a private room.
+func newPair(ctx context.Context, o options, senderName, receiverName string) (sender, receiver *mautrix.Client, roomID id.RoomID, err error) {
+	if sender, err = newUser(ctx, o, senderName); err != nil {
+		return nil, nil, "", err
+	}
+	if receiver, err = newUser(ctx, o, receiverName); err != nil {
+		return nil, nil, "", err
+	}
+	room, err := sender.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{receiver.UserID}})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if _, err := receiver.JoinRoomByID(ctx, room.RoomID); err != nil {
+		return nil, nil, "", err
+	}
+	return sender, receiver, room.RoomID, nil
 }
