@@ -147,7 +147,14 @@ func TestTyping(t *testing.T) {
 		t.Error("expiry took too long")
 	}
 	// Stopping explicitly.
+	// Typing updates are applied from the stream, after the PUT answers:
+	// wait for the start to be seen, or the stop check below could pass
+	// before it is.
 	h.mustDo("PUT", aliceTok, typing+esc(alice), `{"typing":true,"timeout":60000}`)
+	eventually(t, "typing to start", func() bool {
+		users, _ := h.api.notifier.typing.typers(roomA)
+		return slices.Equal(users, []string{alice})
+	})
 	h.mustDo("PUT", aliceTok, typing+esc(alice), `{"typing":false}`)
 	eventually(t, "typing to stop", func() bool {
 		users, _ := h.api.notifier.typing.typers(roomA)
