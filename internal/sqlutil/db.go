@@ -33,8 +33,9 @@ type DB struct {
 	// SQLite parses a statement again on every call unless it is kept
 	// prepared (a fifth of the CPU of a busy server went to parsing);
 	// pgx's pool already caches PostgreSQL's statements per connection.
-	stmts  sync.Map // query text -> *sql.Stmt
-	nstmts atomic.Int64
+	stmts     sync.Map // query text -> *sql.Stmt
+	nstmts    atomic.Int64
+	preparing sync.Map // query text -> being prepared by txStmt
 }
 
 // maxCachedStatements bounds the statement cache: queries built with a
@@ -64,6 +65,27 @@ func (db *DB) stmt(ctx context.Context, query string) *sql.Stmt {
 	}
 	db.nstmts.Add(1)
 	return st
+}
+
+// txStmt is stmt for a transaction. Preparing takes a connection from the
+// pool; a transaction already holds one, and with the pool exhausted by
+// transactions queued behind it for SQLite's write lock it would wait for
+// ever. So a transaction only uses a statement already prepared, and has
+// a missing one prepared in the background for next time.
+func (db *DB) txStmt(query string) *sql.Stmt {
+	if db.Dialect != SQLite {
+		return nil
+	}
+	if v, ok := db.stmts.Load(query); ok {
+		return v.(*sql.Stmt)
+	}
+	if _, busy := db.preparing.LoadOrStore(query, true); !busy && db.nstmts.Load() < maxCachedStatements {
+		go func() {
+			defer db.preparing.Delete(query)
+			db.stmt(context.Background(), query)
+		}()
+	}
+	return nil
 }
 
 // Options tunes the connection pool.
@@ -200,19 +222,19 @@ type Tx struct {
 }
 
 func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if st := t.db.stmt(ctx, query); st != nil {
+	if st := t.db.txStmt(query); st != nil {
 		return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
 	return t.tx.ExecContext(ctx, t.db.q(query), args...)
 }
 func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if st := t.db.stmt(ctx, query); st != nil {
+	if st := t.db.txStmt(query); st != nil {
 		return t.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
 	return t.tx.QueryContext(ctx, t.db.q(query), args...)
 }
 func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := t.db.stmt(ctx, query); st != nil {
+	if st := t.db.txStmt(query); st != nil {
 		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
 	return t.tx.QueryRowContext(ctx, t.db.q(query), args...)
