@@ -28,10 +28,11 @@ const (
 	ComponentSyncAPI    = "syncapi"
 	ComponentMediaAPI   = "mediaapi"
 	ComponentAppService = "appservice"
+	ComponentFederation = "federation"
 )
 
 // AllComponents is what `chappe serve` runs when `components:` is empty.
-var AllComponents = []string{ComponentRoomserver, ComponentUserAPI, ComponentClientAPI, ComponentSyncAPI, ComponentMediaAPI, ComponentAppService}
+var AllComponents = []string{ComponentRoomserver, ComponentUserAPI, ComponentClientAPI, ComponentSyncAPI, ComponentMediaAPI, ComponentAppService, ComponentFederation}
 
 // Config is the whole file.
 type Config struct {
@@ -54,6 +55,7 @@ type Config struct {
 	E2EE         E2EE         `yaml:"e2ee"`
 	RateLimits   RateLimits   `yaml:"rate_limits"`
 	Media        Media        `yaml:"media"`
+	Federation   Federation   `yaml:"federation"`
 	Logging      Logging      `yaml:"logging"`
 	TURN         TURN         `yaml:"turn"`
 	Support      Support      `yaml:"support"`
@@ -218,6 +220,7 @@ func Default() *Config {
 		E2EE:           E2EE{Default: true},
 		RateLimits:     RateLimits{Enabled: true, Actions: DefaultRateLimits()},
 		Media:          DefaultMedia(),
+		Federation:     DefaultFederation(),
 		Logging:        Logging{Level: "info", Format: "text"},
 		TURN:           TURN{UserLifetime: time.Hour},
 	}
@@ -330,6 +333,7 @@ func (c *Config) Validate() error {
 		bad("rooms.default_version", "%q is not a supported room version (1 to 12)", c.Rooms.DefaultVersion)
 	}
 	c.validateMedia(bad)
+	c.validateFederation(bad)
 	switch c.Logging.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -137,6 +137,41 @@ media:
     # How long a preview is reused before the URL is fetched again.
     cache_ttl: 1h
 
+# The server-server API: other homeservers (other ministries) joining rooms
+# here and users here joining theirs. Off by default. See docs/federation.md.
+federation:
+  enabled: false
+  # The federation listener; other servers reach it as server_name, port 8448
+  # unless /.well-known/matrix/server or an SRV record says otherwise.
+  listen: ":8448"
+  # PEM certificate and key (relative to data_dir) for the listener; empty
+  # serves plain HTTP for a TLS-terminating proxy in front.
+  tls_cert: ""
+  tls_key: ""
+  # A closed federation: only these servers are talked to or accepted, both
+  # ways (e.g. [ministere-a.gouv.fr, ministere-b.gouv.fr]). Empty: any server.
+  allowed_servers: []
+  # server name -> host:port, tried before DNS discovery (closed networks).
+  host_map: {}
+  # Certificate authorities trusted for outbound TLS besides the system's.
+  extra_ca_files: []
+  # Notaries asked for other servers' keys when a server cannot be reached
+  # directly, e.g. [{server_name: matrix.org, verify_keys: {"ed25519:auto": "Noi6..."}}].
+  # Empty: keys come only from the servers themselves or pinned_keys.
+  trusted_key_servers: []
+  # Keys of other servers known in advance, never fetched:
+  #   ministere-b.gouv.fr: {"ed25519:a_XYZ": "<unpadded base64 public key>"}
+  pinned_keys: {}
+  # This server's retired keys, still published so their signatures verify:
+  #   - {key_id: "ed25519:old", public_key: "...", expired_at: 2026-01-01T00:00:00Z}
+  old_verify_keys: []
+  # How long other servers may cache this server's key.
+  key_validity: 24h0m0s
+  # /.well-known/matrix/server delegation (host:port); empty answers 404.
+  well_known_server: ""
+  # Longest wait for one request to another server.
+  request_timeout: 30s
+
 logging:
   level: info     # debug, info, warn, error
   format: text    # text or json
