@@ -26,6 +26,9 @@ func (c *ClientAPI) getProfile(req *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.remoteUser(userID) {
+		return c.remoteProfile(req, userID, "") // profile_remote.go
+	}
 	p, err := userapi.QueryProfile.Call(req.Context(), c.bus, &userapi.QueryProfileRequest{UserID: userID})
 	if err != nil {
 		return nil, err
@@ -55,6 +58,9 @@ func (c *ClientAPI) getProfileField(field string) httputil.Handler {
 		userID, err := profileUserParam(req)
 		if err != nil {
 			return nil, err
+		}
+		if c.remoteUser(userID) {
+			return c.remoteProfile(req, userID, field)
 		}
 		p, err := userapi.QueryProfile.Call(req.Context(), c.bus, &userapi.QueryProfileRequest{UserID: userID})
 		if err != nil {

@@ -3,15 +3,16 @@ package clientapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"sync"
 
 	"github.com/chappe-matrix/chappe/userapi"
 )
 
-// RemoteKeys reaches the users of other servers for E2EE. The federation
-// component installs its implementation with SetRemoteKeys; until then
-// noRemoteKeys answers, and remote users appear in "failures".
+// RemoteKeys reaches the users of other servers for E2EE. By default the
+// federation component answers through its bus endpoints (fedRemoteKeys,
+// keys_federation.go): with federation off nothing serves them, and the
+// remote servers land in "failures". SetRemoteKeys installs another
+// implementation for every clientapi of the process.
 type RemoteKeys interface {
 	// QueryKeys is /keys/query on server for the given users → devices.
 	QueryKeys(ctx context.Context, server string, users map[string][]string) (*userapi.QueryKeysResponse, error)
@@ -21,38 +22,34 @@ type RemoteKeys interface {
 	SendToDevice(ctx context.Context, server, sender, eventType, txnID string, messages map[string]map[string]json.RawMessage) error
 }
 
-// errNoFederation is what noRemoteKeys answers.
-var errNoFederation = errors.New("federation is not available")
-
-type noRemoteKeys struct{}
-
-func (noRemoteKeys) QueryKeys(context.Context, string, map[string][]string) (*userapi.QueryKeysResponse, error) {
-	return nil, errNoFederation
-}
-
-func (noRemoteKeys) ClaimKeys(context.Context, string, map[string]map[string]string) (*userapi.ClaimKeysResponse, error) {
-	return nil, errNoFederation
-}
-
-func (noRemoteKeys) SendToDevice(context.Context, string, string, string, string, map[string]map[string]json.RawMessage) error {
-	return errNoFederation
-}
-
 var (
-	remoteMu   sync.RWMutex
-	remoteKeys RemoteKeys = noRemoteKeys{}
+	remoteMu        sync.RWMutex
+	installedRemote RemoteKeys
 )
 
-// SetRemoteKeys installs the federation's RemoteKeys for every clientapi
-// of the process.
+// SetRemoteKeys installs r instead of the federation's bus endpoints (nil
+// restores them).
 func SetRemoteKeys(r RemoteKeys) {
 	remoteMu.Lock()
 	defer remoteMu.Unlock()
-	remoteKeys = r
+	installedRemote = r
 }
 
-func remote() RemoteKeys {
+func (c *ClientAPI) remote() RemoteKeys {
 	remoteMu.RLock()
 	defer remoteMu.RUnlock()
-	return remoteKeys
+	if installedRemote != nil {
+		return installedRemote
+	}
+	return fedRemoteKeys{c.bus}
+}
+
+// perServer runs call for every server at once and waits for them all:
+// one slow server costs the request its own delay, not the sum.
+func perServer[T any](servers map[string]T, call func(server string, v T)) {
+	var wg sync.WaitGroup
+	for server, v := range servers {
+		wg.Go(func() { call(server, v) })
+	}
+	wg.Wait()
 }

@@ -3,6 +3,8 @@ package clientapi
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"sync"
 	"time"
 
 	"github.com/chappe-matrix/chappe/internal/httputil"
@@ -82,22 +84,19 @@ func (c *ClientAPI) queryKeys(req *httputil.Request) (any, error) {
 	failures := map[string]any{}
 	ctx, cancel := context.WithTimeout(req.Context(), keysTimeout(body.Timeout))
 	defer cancel()
-	for server, users := range remotes {
-		r, err := remote().QueryKeys(ctx, server, users)
+	var mu sync.Mutex
+	perServer(remotes, func(server string, users map[string][]string) {
+		r, err := c.remote().QueryKeys(ctx, server, users)
+		mu.Lock()
+		defer mu.Unlock()
 		if err != nil {
 			failures[server] = failure(err)
-			continue
+			return
 		}
-		for u, d := range r.DeviceKeys {
-			resp.DeviceKeys[u] = d
-		}
-		for u, k := range r.MasterKeys {
-			resp.MasterKeys[u] = k
-		}
-		for u, k := range r.SelfSigningKeys {
-			resp.SelfSigningKeys[u] = k
-		}
-	}
+		maps.Copy(resp.DeviceKeys, r.DeviceKeys)
+		maps.Copy(resp.MasterKeys, r.MasterKeys)
+		maps.Copy(resp.SelfSigningKeys, r.SelfSigningKeys)
+	})
 	return map[string]any{
 		"device_keys":       resp.DeviceKeys,
 		"master_keys":       resp.MasterKeys,
@@ -139,16 +138,17 @@ func (c *ClientAPI) claimKeys(req *httputil.Request) (any, error) {
 	failures := map[string]any{}
 	ctx, cancel := context.WithTimeout(req.Context(), keysTimeout(body.Timeout))
 	defer cancel()
-	for server, keys := range remotes {
-		r, err := remote().ClaimKeys(ctx, server, keys)
+	var mu sync.Mutex
+	perServer(remotes, func(server string, keys map[string]map[string]string) {
+		r, err := c.remote().ClaimKeys(ctx, server, keys)
+		mu.Lock()
+		defer mu.Unlock()
 		if err != nil {
 			failures[server] = failure(err)
-			continue
+			return
 		}
-		for u, d := range r.OneTimeKeys {
-			resp.OneTimeKeys[u] = d
-		}
-	}
+		maps.Copy(resp.OneTimeKeys, r.OneTimeKeys)
+	})
 	return map[string]any{"one_time_keys": resp.OneTimeKeys, "failures": failures}, nil
 }
 
@@ -208,7 +208,7 @@ func (c *ClientAPI) sendToDevice(req *httputil.Request) (any, error) {
 		return nil, err
 	}
 	for server, msgs := range remotes {
-		if err := remote().SendToDevice(req.Context(), server, req.Device.UserID, eventType, txnID, msgs); err != nil {
+		if err := c.remote().SendToDevice(req.Context(), server, req.Device.UserID, eventType, txnID, msgs); err != nil {
 			// Remote delivery is best effort until federation exists; the
 			// local part is stored and must not be re-sent.
 			c.log.Warn("to-device messages for a remote server dropped", "server", server, "err", err)

@@ -43,6 +43,9 @@ func (c *ClientAPI) getAnyProfileField(req *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.remoteUser(userID) {
+		return c.remoteProfile(req, userID, key)
+	}
 	fields, err := userapi.QueryProfileFields.Call(req.Context(), c.bus, &userapi.QueryProfileRequest{UserID: userID})
 	if err != nil {
 		return nil, err

@@ -1,8 +1,6 @@
 package clientapi
 
 import (
-	"net/http"
-
 	"github.com/chappe-matrix/chappe/internal/httputil"
 	"github.com/chappe-matrix/chappe/internal/mxerr"
 	"github.com/chappe-matrix/chappe/internal/mxid"
@@ -146,7 +144,7 @@ func (c *ClientAPI) publicRoomsPost(req *httputil.Request) (any, error) {
 
 func (c *ClientAPI) publicRooms(req *httputil.Request, server string, r *roomserver.PublicRoomsRequest) (any, error) {
 	if server != "" && server != c.cfg.ServerName {
-		return nil, mxerr.New(http.StatusNotFound, "M_NOT_FOUND", "the directory of %s needs federation, not yet supported", server)
+		return c.remotePublicRooms(req, server, r) // profile_remote.go
 	}
 	resp, err := roomserver.PublicRooms.Call(req.Context(), c.bus, r)
 	if err != nil {

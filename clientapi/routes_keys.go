@@ -3,7 +3,8 @@ package clientapi
 import "github.com/chappe-matrix/chappe/internal/httputil"
 
 // keyRoutes registers end-to-end encryption: device and one-time keys,
-// cross-signing, send-to-device, server-side key backups.
+// cross-signing, send-to-device, server-side key backups, dehydrated
+// devices (keys_dehydrated.go).
 func (c *ClientAPI) keyRoutes(r *httputil.Router) {
 	auth := httputil.RequireAuth
 	r.Handle("POST "+v3+"/keys/upload", auth, c.uploadKeys)
@@ -25,4 +26,9 @@ func (c *ClientAPI) keyRoutes(r *httputil.Router) {
 		r.Handle("GET "+v3+path, auth, c.getBackupKeys)
 		r.Handle("DELETE "+v3+path, auth, c.deleteBackupKeys)
 	}
+
+	r.Handle("PUT "+msc3814+"/dehydrated_device", auth, c.putDehydratedDevice)
+	r.Handle("GET "+msc3814+"/dehydrated_device", auth, c.getDehydratedDevice)
+	r.Handle("DELETE "+msc3814+"/dehydrated_device", auth, c.deleteDehydratedDevice)
+	r.Handle("POST "+msc3814+"/dehydrated_device/{deviceId}/events", auth, c.dehydratedEvents)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,11 +105,55 @@ type Media struct {
 	// /thumbnail without an access token; off, they answer 404 (Synapse's
 	// enable_authenticated_media freeze, for all media at once).
 	LegacyUnauthenticated bool `yaml:"legacy_unauthenticated"`
+	// LegacyUnauthenticatedUntil, with LegacyUnauthenticated off, keeps
+	// media uploaded (or, remote, first fetched) before this instant
+	// reachable on those endpoints without a token; newer media answers
+	// 404 there. RFC 3339, or a date (midnight UTC); "" for none. This is
+	// Synapse's freeze when enable_authenticated_media was turned on.
+	LegacyUnauthenticatedUntil string `yaml:"legacy_unauthenticated_until"`
 	// MaxThumbnailPixels: larger images are not decoded (decompression bombs).
 	MaxThumbnailPixels int64           `yaml:"max_thumbnail_pixels"`
 	ThumbnailSizes     []ThumbnailSize `yaml:"thumbnail_sizes"`
 	URLPreview         URLPreview      `yaml:"url_preview"`
+	// S3 keeps the files in an S3-compatible bucket instead of under
+	// storage_path (which then only spools uploads).
+	S3 MediaS3 `yaml:"s3"`
 }
+
+// LegacyFreeze parses LegacyUnauthenticatedUntil; ok is false when unset.
+func (m Media) LegacyFreeze() (until time.Time, ok bool, err error) {
+	s := m.LegacyUnauthenticatedUntil
+	if s == "" {
+		return time.Time{}, false, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true, nil
+		}
+	}
+	return time.Time{}, false, fmt.Errorf("%q is neither an RFC 3339 time nor a date (2006-01-02)", s)
+}
+
+// MediaS3 selects an S3-compatible object store (AWS, MinIO, Garage, Ceph
+// RGW...) for media files; an empty Endpoint keeps the local store.
+type MediaS3 struct {
+	// Endpoint is the service's URL, https://s3.example.org (http:// for a
+	// store on a trusted network).
+	Endpoint  string `yaml:"endpoint"`
+	Bucket    string `yaml:"bucket"`
+	Region    string `yaml:"region"`
+	AccessKey string `yaml:"access_key"`
+	SecretKey string `yaml:"secret_key"`
+	// PathStyle addresses the bucket as endpoint/bucket rather than as
+	// bucket.endpoint (MinIO and most self-hosted stores need it).
+	PathStyle bool `yaml:"path_style"`
+	// Prefix is put before every object name ("chappe/"), so one bucket
+	// can hold several servers' media.
+	Prefix string `yaml:"prefix"`
+}
+
+// Enabled tells whether media goes to S3.
+func (s MediaS3) Enabled() bool { return s.Endpoint != "" }
 
 type ThumbnailSize struct {
 	Width  int    `yaml:"width"`
@@ -415,8 +460,24 @@ func (c *Config) validateMedia(bad func(key, format string, args ...any)) {
 	if m.MaxPendingUploads < 1 {
 		bad("media.max_pending_uploads", "must be at least 1")
 	}
-	if m.UnusedExpiry < time.Minute {
-		bad("media.unused_expiry", "must be at least 1m, got %s", m.UnusedExpiry)
+	if m.UnusedExpiry < time.Second {
+		bad("media.unused_expiry", "must be at least 1s, got %s", m.UnusedExpiry)
+	}
+	if _, set, err := m.LegacyFreeze(); err != nil {
+		bad("media.legacy_unauthenticated_until", "%v", err)
+	} else if set && m.LegacyUnauthenticated {
+		bad("media.legacy_unauthenticated_until", "has no effect while media.legacy_unauthenticated is true (all media is then served without a token): unset one")
+	}
+	if s := m.S3; s.Enabled() {
+		if u, err := url.Parse(s.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			bad("media.s3.endpoint", "must be an http(s) URL with no path, e.g. https://s3.example.org, got %q", s.Endpoint)
+		}
+		if s.Bucket == "" {
+			bad("media.s3.bucket", "must be set with media.s3.endpoint")
+		}
+		if strings.HasPrefix(s.Prefix, "/") {
+			bad("media.s3.prefix", "must not start with /")
+		}
 	}
 	if m.MaxThumbnailPixels < 1 {
 		bad("media.max_thumbnail_pixels", "must be positive")

@@ -108,13 +108,18 @@ media:
   user_quota_bytes: 0
   # mxc URIs a user may have created (POST /_matrix/media/v1/create) and not
   # yet filled; more: 429 M_LIMIT_EXCEEDED. Unfilled ones expire after
-  # unused_expiry.
+  # unused_expiry and are then deleted by a periodic sweep.
   max_pending_uploads: 10
   unused_expiry: 24h
   # Serve the deprecated unauthenticated /_matrix/media/v3/download and
   # /thumbnail endpoints. Off: they answer 404 M_NOT_FOUND and clients use
   # the authenticated /_matrix/client/v1/media endpoints.
   legacy_unauthenticated: false
+  # With legacy_unauthenticated off: media uploaded (or, from other servers,
+  # first fetched) before this time stays reachable there without a token,
+  # newer media answers 404 (the freeze of a server that used to serve them
+  # all). RFC 3339 or a date (midnight UTC), e.g. "2025-06-01"; "" for none.
+  legacy_unauthenticated_until: ""
   # Images with more pixels are not thumbnailed (decompression bombs).
   max_thumbnail_pixels: 32000000
   # Thumbnails generated on demand and kept; a request is served the
@@ -136,6 +141,20 @@ media:
     timeout: 10s
     # How long a preview is reused before the URL is fetched again.
     cache_ttl: 1h
+  # An S3-compatible bucket for the files instead of storage_path (which
+  # then only spools uploads before they are sent). Empty endpoint: local.
+  s3:
+    # e.g. https://s3.eu-west-3.amazonaws.com, or http://minio:9000 on a
+    # trusted network.
+    endpoint: ""
+    bucket: ""
+    region: ""
+    access_key: ""
+    secret_key: ""
+    # Address the bucket as endpoint/bucket (MinIO, most self-hosted stores).
+    path_style: false
+    # Put before every object name, e.g. "chappe/".
+    prefix: ""
 
 # The server-server API: other homeservers (other ministries) joining rooms
 # here and users here joining theirs. Off by default. See docs/federation.md.

@@ -40,9 +40,11 @@ type Federation struct {
 
 	keys    *keyService              // keys.go
 	client  fclient.FederationClient // client.go
+	out     *outbound                // client.go: transport, discovery, raw HTTP
 	router  *inboundRouter           // router.go
 	sender  *senderWiring            // sender_wiring.go
 	inbound *inboundState            // routes.go
+	media   mediaPointer             // media.go: this process's mediaapi, if any
 
 	closers []func()
 }

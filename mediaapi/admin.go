@@ -73,7 +73,8 @@ func (m *MediaAPI) deleteUserMedia(req *httputil.Request) (any, error) {
 	return map[string]any{"deleted_media": deleted, "total": len(deleted)}, nil
 }
 
-// purgeMediaCache deletes cached remote media fetched before before_ts.
+// purgeMediaCache deletes cached remote media (and remote thumbnails)
+// fetched before before_ts; they are fetched again when next asked for.
 func (m *MediaAPI) purgeMediaCache(req *httputil.Request) (any, error) {
 	if err := requireAdmin(req); err != nil {
 		return nil, err
@@ -91,5 +92,14 @@ func (m *MediaAPI) purgeMediaCache(req *httputil.Request) (any, error) {
 			return nil, err
 		}
 	}
+	// Thumbnails fetched from remote servers for media not cached whole.
+	keys, err := m.db.deleteRemoteThumbnailsBefore(req.Context(), before)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		m.deleteIfUnreferenced(req.Context(), k)
+	}
+	req.Log.Info("remote media cache purged", "before_ts", before, "media", len(list), "thumbnails", len(keys))
 	return map[string]any{"deleted": len(list)}, nil
 }

@@ -1,19 +1,21 @@
 // Package mediaapi is the content repository: uploads (direct and
-// asynchronous), authenticated downloads, thumbnails, URL previews and the
-// operators' media admin API.
+// asynchronous), authenticated downloads, thumbnails (animated ones for
+// GIFs), URL previews, the remote-media cache and the operators' media
+// admin API.
 //
 // This file is its public face. The mediaapi talks to no other component
-// over the bus yet: it serves HTTP only and owns the `ma_` tables and the
-// file store. What others may rely on is below: the shape of a media item,
-// the Store interface (a second backend, e.g. S3, plugs in there) and the
-// rules for media IDs.
+// over the bus: it serves HTTP and owns the `ma_` tables and the file
+// store. What others may rely on is below and in remote.go and
+// federation.go: the shape of a media item, the Store interface (local
+// directory or S3 bucket), the rules for media IDs, the RemoteFetcher the
+// federation component plugs in, and the federation media handlers.
 //
 // Files are content-addressed: a file is stored once under the SHA-256 of
 // its bytes however many media IDs point at it, and thumbnails are keyed
 // by the SHA-256 of their source, so identical uploads share thumbnails
 // too. The `origin` column of every media row is the server that owns the
-// mxc URI: this server for uploads, another one for the remote-media cache
-// that federation will fill.
+// mxc URI: this server for uploads, another one for the remote-media
+// cache.
 package mediaapi
 
 import (

@@ -23,7 +23,7 @@ var decoders = map[string]struct {
 }{
 	"image/jpeg": {jpeg.DecodeConfig, jpeg.Decode},
 	"image/png":  {png.DecodeConfig, png.Decode},
-	"image/gif":  {gif.DecodeConfig, gif.Decode}, // first frame only
+	"image/gif":  {gif.DecodeConfig, gif.Decode}, // first frame; all of them in animated.go
 	"image/webp": {webp.DecodeConfig, webp.Decode},
 }
 

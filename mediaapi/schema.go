@@ -4,9 +4,13 @@ import "github.com/chappe-matrix/chappe/internal/sqlutil"
 
 // Tables (prefix ma_, written only by this component):
 //   - ma_media: one row per mxc URI (local uploads, pending async uploads,
-//     and, later, the remote-media cache: origin is then another server).
+//     and the remote-media cache: origin is then another server).
 //   - ma_thumbnails: generated thumbnails, keyed by the SHA-256 of their
-//     source so that identical uploads share them.
+//     source so that identical uploads share them. Animated ones have the
+//     method "crop+animated" or "scale+animated"; a row whose sha256 is
+//     its source's means the original is served as the thumbnail; a
+//     source "mxc://server/id" is a thumbnail fetched from a remote server
+//     for media not cached whole.
 //   - ma_url_previews: fetched previews, reused for media.url_preview.cache_ttl.
 var migrations = []sqlutil.Migration{
 	{Version: 1, SQL: `

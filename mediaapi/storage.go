@@ -40,13 +40,36 @@ func (s *storage) media(ctx context.Context, origin, mediaID string) (*Media, er
 	return m, nil
 }
 
+const insertMediaSQL = `INSERT INTO ma_media (` + mediaColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)`
+
 func (s *storage) insertMedia(ctx context.Context, m *Media) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO ma_media (`+mediaColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)`,
+	return s.execInsertMedia(ctx, insertMediaSQL, m)
+}
+
+// insertRemoteMedia caches remote media; another process that cached it
+// first wins, harmlessly (same content).
+func (s *storage) insertRemoteMedia(ctx context.Context, m *Media) error {
+	return s.execInsertMedia(ctx, insertMediaSQL+` ON CONFLICT (origin, media_id) DO NOTHING`, m)
+}
+
+func (s *storage) execInsertMedia(ctx context.Context, query string, m *Media) error {
+	_, err := s.db.ExecContext(ctx, query,
 		m.Origin, m.MediaID, m.UserID, m.ContentType, m.UploadName, m.Size, m.SHA256, m.CreatedMS, m.UploadedMS, m.ExpiresMS)
 	if err != nil {
-		return fmt.Errorf("insert media %s: %w", m.MediaID, err)
+		return fmt.Errorf("insert media %s/%s: %w", m.Origin, m.MediaID, err)
 	}
 	return nil
+}
+
+// deleteExpiredPending deletes the mxc URIs created (async upload) but
+// never filled whose expiry has passed; they have no content.
+func (s *storage) deleteExpiredPending(ctx context.Context, nowMS int64) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM ma_media WHERE uploaded_ms = 0 AND expires_ms <= $1`, nowMS)
+	if err != nil {
+		return 0, fmt.Errorf("delete expired pending uploads: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
 }
 
 // fillPending gives a pending async upload its content. It returns false
@@ -107,6 +130,17 @@ func (s *storage) remoteBefore(ctx context.Context, localOrigin string, ms int64
 	return s.list(ctx, `SELECT `+mediaColumns+` FROM ma_media WHERE origin <> $1 AND created_ms < $2`, localOrigin, ms)
 }
 
+// deleteRemoteThumbnailsBefore deletes the thumbnails fetched from
+// remote servers (source "mxc://...") before ms and returns their
+// content keys.
+func (s *storage) deleteRemoteThumbnailsBefore(ctx context.Context, ms int64) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `DELETE FROM ma_thumbnails WHERE source_sha256 LIKE 'mxc://%' AND created_ms < $1 RETURNING sha256`, ms)
+	if err != nil {
+		return nil, fmt.Errorf("delete remote thumbnails: %w", err)
+	}
+	return scanStrings(rows)
+}
+
 func (s *storage) list(ctx context.Context, query string, args ...any) ([]*Media, error) {
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -142,18 +176,22 @@ func (s *storage) contentReferenced(ctx context.Context, key string) (bool, erro
 	return n > 0, nil
 }
 
-// thumbnailsOf lists the thumbnail keys of a source, to delete them with it.
+// thumbnailKeys lists the thumbnail keys of a source, to delete them with it.
 func (s *storage) thumbnailKeys(ctx context.Context, source string) ([]string, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT sha256 FROM ma_thumbnails WHERE source_sha256 = $1`, source)
 	if err != nil {
 		return nil, fmt.Errorf("thumbnails of %s: %w", source, err)
 	}
+	return scanStrings(rows)
+}
+
+func scanStrings(rows *sql.Rows) ([]string, error) {
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
 		var k string
 		if err := rows.Scan(&k); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("scan: %w", err)
 		}
 		out = append(out, k)
 	}

@@ -189,7 +189,7 @@ func padIDs(ids []string) []any {
 // eventAtPos loads the event at a stream position, in client form (nil if
 // there is none).
 func (r *reader) eventAtPos(ctx context.Context, room roomInfo, pos int64) (*ClientEvent, error) {
-	rows, err := r.db.QueryContext(ctx, eventSelect+`WHERE e.stream_pos = $1 AND e.room_nid = $2`, pos, room.nid)
+	rows, err := r.db.QueryContext(ctx, eventSelect+`WHERE e.stream_pos = $1 AND e.room_nid = $2 AND `+timelineEvent, pos, room.nid)
 	if err != nil {
 		return nil, fmt.Errorf("event at %d: %w", pos, err)
 	}

@@ -132,6 +132,7 @@ type QueryEventRequest struct {
 
 type QueryEventResponse struct {
 	Event ClientEvent `json:"event"`
+	Pos   int64       `json:"pos,omitempty"` // the event's stream position (syncapi orders receipts by it)
 }
 
 type QueryRoomsOfUserRequest struct {

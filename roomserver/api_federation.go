@@ -21,8 +21,9 @@ var (
 	// send_join: the state and auth chain as outliers, then the join event
 	// as the room's first timeline event, its state the returned state.
 	StoreJoinedRoom = bus.Endpoint[StoreJoinedRoomRequest, StoreJoinedRoomResponse]{Subject: "roomserver.store_joined_room"}
-	// StoreInvite records an invite of a local user received from another
-	// server (the room may be unknown here), so /sync shows it.
+	// StoreInvite records a local user's membership in a room this server
+	// is not in: an invite received from another server, the leave that
+	// rejects it, a knock (the room may be unknown here), so /sync shows it.
 	StoreInvite = bus.Endpoint[StoreInviteRequest, StoreInviteResponse]{Subject: "roomserver.store_invite"}
 	// BuildEvent builds an unsigned event on the room's current head for
 	// another server's make_join, make_leave and make_knock: prev_events,
@@ -92,6 +93,13 @@ type StoreJoinedRoomRequest struct {
 	JoinEvent   json.RawMessage   `json:"join_event"` // signed by the resident server too
 	State       []json.RawMessage `json:"state"`      // the state before the join
 	AuthChain   []json.RawMessage `json:"auth_chain"`
+	// A big room's answer is over the bus's message limit (1 MB): it is
+	// then sent in parts, auth events first. A Partial request stores its
+	// State and AuthChain events only (the join is there for the room's ID
+	// and version); the last request names the state events the parts
+	// stored in StateIDs.
+	Partial  bool     `json:"partial,omitempty"`
+	StateIDs []string `json:"state_ids,omitempty"`
 }
 
 type StoreJoinedRoomResponse struct {
@@ -165,6 +173,7 @@ type FederationReader interface {
 	// BackwardExtremities are the earliest events known in the room whose
 	// prev_events are not stored (where backfill starts).
 	BackwardExtremities(ctx context.Context, roomID string) ([]string, error)
+	ServerVisibility // what a server may see of a room's history (visibility_server.go)
 }
 
 // StoredPDU is a stored event as federation sends it.

@@ -155,15 +155,22 @@ func (b *batch) userLevel(userID string) (int64, gomatrixserverlib.PowerLevelCon
 	if err != nil {
 		return 0, gomatrixserverlib.PowerLevelContent{}, err
 	}
+	return levelIn(b.head.version, create, plEvent, userID)
+}
+
+// levelIn is userID's power level given a state's create and power levels
+// events (either may be nil), creators of room version 12 included.
+func levelIn(version gomatrixserverlib.IRoomVersion, create, plEvent gomatrixserverlib.PDU, userID string) (int64, gomatrixserverlib.PowerLevelContent, error) {
 	var pl gomatrixserverlib.PowerLevelContent
 	if plEvent != nil {
+		var err error
 		if pl, err = gomatrixserverlib.NewPowerLevelContentFromEvent(plEvent); err != nil {
 			return 0, pl, err
 		}
 	} else {
 		pl.Defaults()
 	}
-	if create != nil && b.head.version.PrivilegedCreators() {
+	if create != nil && version.PrivilegedCreators() {
 		if slices.Contains(gomatrixserverlib.CreatorsFromCreateEvent(create), userID) {
 			return gomatrixserverlib.CreatorPowerLevel, pl, nil
 		}

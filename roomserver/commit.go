@@ -124,7 +124,7 @@ func appendSnapshot(ctx context.Context, tx *sqlutil.Tx, h *roomHead, parent int
 	if err != nil {
 		return 0, 0, err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE rs_events SET snapshot_nid = $1 WHERE event_nid = $2`, nid, p.nid); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE rs_events SET snapshot_nid = $1, room_snapshot_nid = $1 WHERE event_nid = $2`, nid, p.nid); err != nil {
 		return 0, 0, fmt.Errorf("link event %s to its state: %w", p.pdu.EventID(), err)
 	}
 	return nid, chainLen, nil
@@ -156,14 +156,29 @@ func insertEvent(ctx context.Context, tx *sqlutil.Tx, roomNID int64, p *pendingE
 	if p.membership != "" {
 		membership = &p.membership
 	}
+	// A local event extends the room's current state: its state in DAG
+	// terms and the room's are the same.
 	err := tx.QueryRowContext(ctx, `INSERT INTO rs_events (event_id, room_nid, type, state_key, sender, membership,
-		stream_pos, depth, origin_server_ts, json, sender_device_id, txn_id, replaces_nid, snapshot_before_nid, snapshot_nid)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING event_nid`,
+		stream_pos, depth, origin_server_ts, json, sender_device_id, txn_id, replaces_nid, snapshot_before_nid, snapshot_nid,
+		room_snapshot_before_nid, room_snapshot_nid)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14, $14) RETURNING event_nid`,
 		ev.EventID(), roomNID, ev.Type(), ev.StateKey(), string(ev.SenderID()), membership,
 		p.pos, ev.Depth(), int64(ev.OriginServerTS()), ev.JSON(), p.deviceID, p.txnID,
 		p.replaces.resolve(), p.snapshotBefore).Scan(&p.nid)
 	if err != nil {
 		return fmt.Errorf("insert event %s: %w", ev.EventID(), err)
+	}
+	return insertEdges(ctx, tx, p.nid, ev.PrevEventIDs())
+}
+
+// insertEdges records an event's prev_events (rs_event_edges).
+func insertEdges(ctx context.Context, tx *sqlutil.Tx, nid int64, prevIDs []string) error {
+	for _, id := range prevIDs {
+		_, err := tx.ExecContext(ctx, `INSERT INTO rs_event_edges (event_nid, prev_event_id) VALUES ($1, $2)
+			ON CONFLICT (event_nid, prev_event_id) DO NOTHING`, nid, id)
+		if err != nil {
+			return fmt.Errorf("record prev event %s: %w", id, err)
+		}
 	}
 	return nil
 }
@@ -173,21 +188,12 @@ func insertEvent(ctx context.Context, tx *sqlutil.Tx, roomNID int64, p *pendingE
 func applySideEffects(ctx context.Context, tx *sqlutil.Tx, roomNID int64, p *pendingEvent) error {
 	ev := p.pdu
 	if p.membership != "" && ev.Type() == spec.MRoomMember {
-		_, err := tx.ExecContext(ctx, `INSERT INTO rs_membership (room_nid, user_id, membership, event_nid, stream_pos)
-			VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = excluded.membership,
-				event_nid = excluded.event_nid, stream_pos = excluded.stream_pos`,
-			roomNID, p.key.StateKey, p.membership, p.nid, p.pos)
-		if err != nil {
-			return fmt.Errorf("update membership of %s: %w", p.key.StateKey, err)
+		if err := upsertMembership(ctx, tx, roomNID, p.key.StateKey, p.membership, p.nid, p.pos); err != nil {
+			return err
 		}
 	}
-	if !p.redacts.isZero() {
-		_, err := tx.ExecContext(ctx, `UPDATE rs_events SET redacted = TRUE, redacted_by_nid = $1 WHERE event_nid = $2`,
-			p.nid, p.redacts.resolve())
-		if err != nil {
-			return fmt.Errorf("redact event: %w", err)
-		}
+	if err := applyRedaction(ctx, tx, p); err != nil {
+		return err
 	}
 	if p.txnID != "" {
 		_, err := tx.ExecContext(ctx, `INSERT INTO rs_txns (sender, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)
@@ -196,6 +202,32 @@ func applySideEffects(ctx context.Context, tx *sqlutil.Tx, roomNID int64, p *pen
 		if err != nil {
 			return fmt.Errorf("record transaction %s: %w", p.txnID, err)
 		}
+	}
+	return nil
+}
+
+// applyRedaction marks the event p redacts (if any) as redacted by it.
+func applyRedaction(ctx context.Context, tx *sqlutil.Tx, p *pendingEvent) error {
+	if p.redacts.isZero() {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE rs_events SET redacted = TRUE, redacted_by_nid = $1 WHERE event_nid = $2`,
+		p.nid, p.redacts.resolve())
+	if err != nil {
+		return fmt.Errorf("redact event: %w", err)
+	}
+	return nil
+}
+
+// upsertMembership sets userID's current membership in the room.
+func upsertMembership(ctx context.Context, tx *sqlutil.Tx, roomNID int64, userID, membership string, nid, pos int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO rs_membership (room_nid, user_id, membership, event_nid, stream_pos)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = excluded.membership,
+			event_nid = excluded.event_nid, stream_pos = excluded.stream_pos`,
+		roomNID, userID, membership, nid, pos)
+	if err != nil {
+		return fmt.Errorf("update membership of %s: %w", userID, err)
 	}
 	return nil
 }

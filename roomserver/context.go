@@ -145,10 +145,10 @@ func (rs *Roomserver) timestampToEvent(ctx context.Context, req *TimestampToEven
 	if _, err := rs.reader.readableUpTo(ctx, room, req.UserID); err != nil {
 		return nil, err
 	}
-	query := eventSelect + `WHERE e.room_nid = $1 AND e.origin_server_ts >= $2 AND e.rejected = FALSE
+	query := eventSelect + `WHERE e.room_nid = $1 AND e.origin_server_ts >= $2 AND ` + timelineEvent + `
 		ORDER BY e.origin_server_ts ASC, e.stream_pos ASC LIMIT $3`
 	if req.Backwards {
-		query = eventSelect + `WHERE e.room_nid = $1 AND e.origin_server_ts <= $2 AND e.rejected = FALSE
+		query = eventSelect + `WHERE e.room_nid = $1 AND e.origin_server_ts <= $2 AND ` + timelineEvent + `
 		ORDER BY e.origin_server_ts DESC, e.stream_pos DESC LIMIT $3`
 	}
 	rows, err := rs.db.QueryContext(ctx, query, room.nid, req.TS, timestampCandidates)

@@ -35,6 +35,7 @@ func (rs *Roomserver) createRoom(ctx context.Context, req *CreateRoomRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	plan, remoteInvitees := rs.splitRemoteInvites(plan) // membership_remote.go
 	h := &roomHead{version: version, state: stateMap{}}
 	if !version.DomainlessRoomIDs() {
 		h.id = "!" + randomString(18) + ":" + rs.serverName
@@ -61,6 +62,7 @@ func (rs *Roomserver) createRoom(ctx context.Context, req *CreateRoomRequest) (*
 		return nil, err
 	}
 	rs.heads.put(h.id, h)
+	rs.inviteAfterCreation(ctx, req, h.id, remoteInvitees)
 	resp := &CreateRoomResponse{RoomID: h.id}
 	if alias != nil {
 		resp.RoomAlias = alias.alias

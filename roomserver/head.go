@@ -90,16 +90,11 @@ func (rs *Roomserver) event(ctx context.Context, version gomatrixserverlib.IRoom
 	if err != nil {
 		return nil, fmt.Errorf("load event %d: %w", nid, err)
 	}
-	if redacted {
-		// A redacted member event has lost its displayname: a repeated
-		// join must see that.
-		if data, err = version.RedactEventJSON(data); err != nil {
-			return nil, fmt.Errorf("redact event %s: %w", eventID, err)
-		}
-	}
-	ev, err := version.NewEventFromTrustedJSONWithEventID(eventID, data, redacted)
+	// A redacted member event has lost its displayname: a repeated join
+	// must see that.
+	ev, err := parseStored(version, eventID, data, redacted)
 	if err != nil {
-		return nil, fmt.Errorf("parse event %s: %w", eventID, err)
+		return nil, err
 	}
 	rs.events.put(nid, ev)
 	return ev, nil

@@ -3,7 +3,6 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
-	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -28,14 +27,20 @@ func (rs *Roomserver) membership(ctx context.Context, req *MembershipRequest) (*
 	default:
 		return nil, mxerr.InvalidParam("unknown membership %q", req.Membership)
 	}
-	roomID, err := rs.resolveRoom(ctx, req.RoomID, req.Via)
+	roomID, servers, err := rs.locateRoom(ctx, req) // membership_remote.go
 	if err != nil {
 		return nil, err
+	}
+	if servers != nil {
+		return rs.remoteMembership(ctx, req, roomID, servers)
 	}
 	if req.TxnID != "" {
 		if id, err := rs.txnEvent(ctx, req.Sender, req.DeviceID, req.TxnID); err != nil || id != "" {
 			return &MembershipResponse{RoomID: roomID, EventID: id}, err
 		}
+	}
+	if req.Membership == MembershipInvite && domainOf(req.Target) != rs.serverName {
+		return rs.inviteRemote(ctx, req, roomID)
 	}
 	resp, err := rs.queue.submit(ctx, roomID, func(b *batch) (any, error) { return applyMembership(b, req) })
 	if err != nil {
@@ -44,40 +49,15 @@ func (rs *Roomserver) membership(ctx context.Context, req *MembershipRequest) (*
 	return resp.(*MembershipResponse), nil
 }
 
-// resolveRoom turns a room ID or a local alias into a known room ID.
-// Rooms on other servers need federation, which is not there yet.
-func (rs *Roomserver) resolveRoom(ctx context.Context, idOrAlias string, via []string) (string, error) {
-	roomID := idOrAlias
-	switch {
-	case strings.HasPrefix(idOrAlias, "#"):
-		if domainOf(idOrAlias) != rs.serverName {
-			return "", errFederation("room alias " + idOrAlias)
-		}
-		var err error
-		if roomID, err = rs.reader.aliasRoom(ctx, idOrAlias); err != nil {
-			return "", err
-		}
-		if roomID == "" {
-			return "", mxerr.NotFound("room alias %s not found", idOrAlias)
-		}
-	case strings.HasPrefix(idOrAlias, "!"):
-	default:
-		return "", mxerr.InvalidParam("%q is neither a room ID nor a room alias", idOrAlias)
-	}
-	_, ok, err := rs.reader.room(ctx, roomID)
+// resolveRoom turns a room ID or alias into the ID of a room this server
+// knows.
+func (rs *Roomserver) resolveRoom(ctx context.Context, idOrAlias string) (string, error) {
+	roomID, _, err := rs.roomOf(ctx, idOrAlias)
 	if err != nil {
 		return "", err
 	}
-	if !ok {
-		if d := domainOf(roomID); d != "" && d != rs.serverName {
-			return "", errFederation("room " + roomID)
-		}
-		for _, server := range via {
-			if server != rs.serverName {
-				return "", errFederation("room " + roomID)
-			}
-		}
-		return "", mxerr.NotFound("room %s not found", roomID)
+	if _, err := rs.knownRoom(ctx, roomID); err != nil {
+		return "", err
 	}
 	return roomID, nil
 }

@@ -89,13 +89,14 @@ func testMembership(t *testing.T, env *testEnv) {
 		wantCode(t, err, "M_NOT_FOUND")
 		_, err = env.member(bob, "#nope:"+testServer, bob, MembershipJoin)
 		wantCode(t, err, "M_NOT_FOUND")
+		// No federation runs here (membership_remote_test.go has one).
 		_, err = env.member(bob, "!room:elsewhere.org", bob, MembershipJoin)
-		wantCode(t, err, "M_NOT_FOUND")
-		if !strings.Contains(err.Error(), "federation not yet supported") {
+		wantCode(t, err, "M_FORBIDDEN")
+		if !strings.Contains(err.Error(), "federation is disabled") {
 			t.Fatalf("remote room error: %v", err)
 		}
 		_, err = env.member(bob, "#room:elsewhere.org", bob, MembershipJoin)
-		wantCode(t, err, "M_NOT_FOUND")
+		wantCode(t, err, "M_FORBIDDEN")
 		_, err = env.member(bob, "nonsense", bob, MembershipJoin)
 		wantCode(t, err, "M_INVALID_PARAM")
 		_, err = env.member(bob, "!nope:"+testServer, bob, "dance")

@@ -135,7 +135,7 @@ func outputsAfter(ctx context.Context, db *sqlutil.DB, pos int64, limit int) ([]
 	rows, err := db.QueryContext(ctx, `SELECT e.stream_pos, r.room_id, r.version, e.event_id, e.type, e.sender,
 		e.state_key, e.membership, e.json
 		FROM rs_events e JOIN rs_rooms r ON r.room_nid = e.room_nid
-		WHERE e.stream_pos > $1 ORDER BY e.stream_pos ASC LIMIT $2`, pos, limit)
+		WHERE e.stream_pos > $1 AND e.backfilled = FALSE ORDER BY e.stream_pos ASC LIMIT $2`, pos, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read events after %d: %w", pos, err)
 	}

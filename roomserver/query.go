@@ -49,7 +49,7 @@ func (rs *Roomserver) queryEvent(ctx context.Context, req *QueryEventRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	rows, err := rs.db.QueryContext(ctx, eventSelect+`WHERE e.event_id = $1 AND e.room_nid = $2 AND e.rejected = FALSE`,
+	rows, err := rs.db.QueryContext(ctx, eventSelect+`WHERE e.event_id = $1 AND e.room_nid = $2 AND `+timelineEvent,
 		req.EventID, room.nid)
 	if err != nil {
 		return nil, err
@@ -75,7 +75,7 @@ func (rs *Roomserver) queryEvent(ctx context.Context, req *QueryEventRequest) (*
 	if err := rs.reader.bundle(ctx, room, req.UserID, []*ClientEvent{&ev}); err != nil {
 		return nil, err
 	}
-	return &QueryEventResponse{Event: ev}, nil
+	return &QueryEventResponse{Event: ev, Pos: stored[0].pos}, nil
 }
 
 func (rs *Roomserver) resolveAlias(ctx context.Context, req *ResolveAliasRequest) (*ResolveAliasResponse, error) {
@@ -83,7 +83,7 @@ func (rs *Roomserver) resolveAlias(ctx context.Context, req *ResolveAliasRequest
 		return nil, mxerr.InvalidParam("%q is not a room alias", req.Alias)
 	}
 	if domainOf(req.Alias) != rs.serverName {
-		return nil, errFederation("room alias " + req.Alias)
+		return rs.remoteAlias(ctx, req.Alias) // membership_remote.go
 	}
 	roomID, err := rs.reader.aliasRoom(ctx, req.Alias)
 	if err != nil {

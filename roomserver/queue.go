@@ -15,10 +15,14 @@ const maxBatch = 256
 
 // A job is one request against one room. run builds its events into the
 // batch (b.add) and returns the response; it runs on the room's worker.
+// A job with alone set instead runs outside any batch, between the batches
+// before and after it: it gets the room's head (nil for a room not stored
+// yet) and commits by itself (events of other servers, input.go).
 type job struct {
-	ctx  context.Context
-	run  func(b *batch) (any, error)
-	done chan jobResult
+	ctx   context.Context
+	run   func(b *batch) (any, error)
+	alone func(h *roomHead) (any, error)
+	done  chan jobResult
 }
 
 type jobResult struct {
@@ -49,7 +53,16 @@ var errShuttingDown = mxerr.New(http.StatusServiceUnavailable, "M_UNKNOWN", "the
 
 // submit queues run for roomID and waits for its result.
 func (q *roomQueue) submit(ctx context.Context, roomID string, run func(b *batch) (any, error)) (any, error) {
-	j := &job{ctx: ctx, run: run, done: make(chan jobResult, 1)}
+	return q.enqueue(roomID, &job{ctx: ctx, run: run, done: make(chan jobResult, 1)})
+}
+
+// submitAlone queues a job that runs alone (see job) and waits for it.
+func (q *roomQueue) submitAlone(ctx context.Context, roomID string, fn func(h *roomHead) (any, error)) (any, error) {
+	return q.enqueue(roomID, &job{ctx: ctx, alone: fn, done: make(chan jobResult, 1)})
+}
+
+func (q *roomQueue) enqueue(roomID string, j *job) (any, error) {
+	ctx := j.ctx
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -111,9 +124,46 @@ func (q *roomQueue) close() {
 	q.running.Wait()
 }
 
-// processBatch builds the jobs of one room in order and commits all their
-// events in one transaction.
+// processBatch runs the jobs of one room in order: a run of ordinary jobs
+// is built and committed in one transaction, a job that runs alone in
+// between.
 func (rs *Roomserver) processBatch(roomID string, jobs []*job) {
+	for len(jobs) > 0 {
+		n := 0
+		for n < len(jobs) && jobs[n].alone == nil {
+			n++
+		}
+		if n == 0 {
+			rs.runAlone(roomID, jobs[0])
+			n = 1
+		} else {
+			rs.buildAndCommit(roomID, jobs[:n])
+		}
+		jobs = jobs[n:]
+	}
+}
+
+func (rs *Roomserver) runAlone(roomID string, j *job) {
+	if j.ctx.Err() != nil {
+		j.done <- jobResult{err: j.ctx.Err()}
+		return
+	}
+	h, err := rs.head(context.Background(), roomID)
+	if err != nil {
+		j.done <- jobResult{err: err}
+		return
+	}
+	resp, err := safeRunAlone(rs, j, h)
+	if err != nil {
+		// What the job changed of the head may not have been committed.
+		rs.heads.remove(roomID)
+	}
+	j.done <- jobResult{resp: resp, err: err}
+}
+
+// buildAndCommit builds ordinary jobs in order and commits all their
+// events in one transaction.
+func (rs *Roomserver) buildAndCommit(roomID string, jobs []*job) {
 	ctx := context.Background()
 	h, err := rs.head(ctx, roomID)
 	if err == nil && h == nil {
@@ -159,6 +209,17 @@ func (rs *Roomserver) processBatch(roomID string, jobs []*job) {
 		}
 		r.j.done <- jobResult{resp: r.resp}
 	}
+}
+
+// safeRunAlone is safeRun for a job that runs alone.
+func safeRunAlone(rs *Roomserver, j *job, h *roomHead) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = errors.New("internal error while storing events")
+			rs.log.Error("panic while storing events", "panic", r)
+		}
+	}()
+	return j.alone(h)
 }
 
 // safeRun turns a panic in a request into an error for that request

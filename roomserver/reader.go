@@ -36,6 +36,13 @@ func newReader(db *sqlutil.DB) *reader {
 
 var _ EventReader = (*reader)(nil)
 
+// timelineEvent is the condition on rs_events (as e) of the events the
+// EventReader returns: outliers, rejected and soft-failed events have
+// negative positions, except a local user's membership in a room this
+// server is not in, an outlier with a position that /sync reads through
+// MembershipChanges alone.
+const timelineEvent = `e.stream_pos > 0 AND e.outlier = FALSE AND e.soft_failed = FALSE AND e.rejected = FALSE`
+
 // room looks a room up; ok is false when it is unknown.
 func (r *reader) room(ctx context.Context, roomID string) (roomInfo, bool, error) {
 	if info, ok := r.rooms.get(roomID); ok {
@@ -59,7 +66,7 @@ func (r *reader) room(ctx context.Context, roomID string) (roomInfo, bool, error
 
 func (r *reader) MaxPos(ctx context.Context) (int64, error) {
 	var pos int64
-	if err := r.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_pos), 0) FROM rs_events`).Scan(&pos); err != nil {
+	if err := r.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_pos), 0) FROM rs_events WHERE stream_pos > 0`).Scan(&pos); err != nil {
 		return 0, fmt.Errorf("read max stream position: %w", err)
 	}
 	return pos, nil
@@ -72,10 +79,10 @@ func (r *reader) storedRange(ctx context.Context, room roomInfo, from, to int64,
 	if limit <= 0 {
 		limit = 1 << 30
 	}
-	query := eventSelect + `WHERE e.room_nid = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3 AND e.rejected = FALSE
+	query := eventSelect + `WHERE e.room_nid = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3 AND ` + timelineEvent + `
 		ORDER BY e.stream_pos ASC LIMIT $4`
 	if backwards {
-		query = eventSelect + `WHERE e.room_nid = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3 AND e.rejected = FALSE
+		query = eventSelect + `WHERE e.room_nid = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3 AND ` + timelineEvent + `
 		ORDER BY e.stream_pos DESC LIMIT $4`
 	}
 	rows, err := r.db.QueryContext(ctx, query, room.nid, from, to, limit)
@@ -87,7 +94,7 @@ func (r *reader) storedRange(ctx context.Context, room roomInfo, from, to int64,
 
 func (r *reader) RoomsWithEvents(ctx context.Context, from, to int64) ([]string, error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT DISTINCT r.room_id FROM rs_events e JOIN rs_rooms r ON r.room_nid = e.room_nid
-		WHERE e.stream_pos > $1 AND e.stream_pos <= $2`, from, to)
+		WHERE e.stream_pos > $1 AND e.stream_pos <= $2 AND `+timelineEvent, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("rooms with events in (%d, %d]: %w", from, to, err)
 	}
@@ -104,10 +111,12 @@ func (r *reader) RoomsWithEvents(ctx context.Context, from, to int64) ([]string,
 }
 
 // eventAtOrBefore finds roomNID's latest event at or before pos and the
-// snapshots before and after it.
+// room's state snapshots just before and after it was applied (which,
+// where branches met, are not the event's own state before and after).
 func (r *reader) eventAtOrBefore(ctx context.Context, roomNID, pos int64) (evPos, before, after int64, found bool, err error) {
-	err = r.db.QueryRowContext(ctx, `SELECT stream_pos, snapshot_before_nid, snapshot_nid FROM rs_events
-		WHERE room_nid = $1 AND stream_pos <= $2 ORDER BY stream_pos DESC LIMIT 1`, roomNID, pos).Scan(&evPos, &before, &after)
+	err = r.db.QueryRowContext(ctx, `SELECT e.stream_pos, e.room_snapshot_before_nid, e.room_snapshot_nid FROM rs_events e
+		WHERE e.room_nid = $1 AND e.stream_pos <= $2 AND `+timelineEvent+` ORDER BY e.stream_pos DESC LIMIT 1`,
+		roomNID, pos).Scan(&evPos, &before, &after)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, 0, false, nil
 	}

@@ -32,7 +32,7 @@ func (r *reader) MembershipChanges(ctx context.Context, userID string, from, to 
 	rows, err := r.db.QueryContext(ctx, `SELECT r.room_id, e.membership, e.stream_pos, e.event_id
 		FROM rs_events e JOIN rs_rooms r ON r.room_nid = e.room_nid
 		WHERE e.state_key = $1 AND e.membership IS NOT NULL AND e.stream_pos > $2 AND e.stream_pos <= $3
-			AND e.rejected = FALSE
+			AND e.stream_pos > 0 AND e.rejected = FALSE AND e.soft_failed = FALSE
 		ORDER BY e.stream_pos`, userID, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("membership changes of %s: %w", userID, err)
@@ -113,6 +113,9 @@ var inviteStateTypes = []string{
 }
 
 func (r *reader) InviteState(ctx context.Context, roomID, userID string) ([]json.RawMessage, error) {
+	if received, ok, err := r.receivedRoomState(ctx, roomID, userID); err != nil || ok { // reader_invites.go
+		return received, err
+	}
 	room, ok, err := r.room(ctx, roomID)
 	if err != nil || !ok {
 		return nil, err

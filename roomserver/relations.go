@@ -20,7 +20,7 @@ const (
 // visibleEvent loads one event of the room that userID may see; nil when
 // it does not exist or is hidden from them, so that existence never leaks.
 func (rs *Roomserver) visibleEvent(ctx context.Context, room roomInfo, userID, eventID string) (*storedEvent, error) {
-	rows, err := rs.db.QueryContext(ctx, eventSelect+`WHERE e.event_id = $1 AND e.room_nid = $2 AND e.rejected = FALSE`,
+	rows, err := rs.db.QueryContext(ctx, eventSelect+`WHERE e.event_id = $1 AND e.room_nid = $2 AND `+timelineEvent,
 		eventID, room.nid)
 	if err != nil {
 		return nil, fmt.Errorf("load event %s: %w", eventID, err)

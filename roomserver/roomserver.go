@@ -28,6 +28,7 @@ import (
 //   - reader*.go, visibility.go, clientevent.go: the EventReader.
 //   - stateres*.go, v12fix.go: what the roomserver owns of the Matrix
 //     rules where gomatrixserverlib falls short.
+//   - input*.go, fork.go, outlier*.go: events of other servers (input.go).
 
 // Roomserver is the running component: it serves the endpoints of api.go
 // and is the only writer of the rs_ tables.
@@ -47,6 +48,7 @@ type Roomserver struct {
 	heads  *lru[string, *roomHead]            // room heads, owned by room workers
 	events *lru[int64, gomatrixserverlib.PDU] // parsed state events, for auth
 	txns   *lru[txnKey, string]               // recently committed transactions
+	fed    *fedState                          // events of other servers (input.go)
 
 	commitMu sync.Mutex // assigns positions and commits, in order
 	lastPos  int64      // guarded by commitMu
@@ -76,6 +78,9 @@ func New(ctx context.Context, b *base.Base) (*Roomserver, error) {
 	if err := b.DB.Migrate(ctx, "roomserver_search", searchMigrations); err != nil {
 		return nil, err
 	}
+	if err := b.DB.Migrate(ctx, "roomserver_federation", federationMigrations); err != nil {
+		return nil, err
+	}
 	if err := Output.Ensure(ctx, b.Bus); err != nil {
 		return nil, err
 	}
@@ -99,7 +104,7 @@ func New(ctx context.Context, b *base.Base) (*Roomserver, error) {
 	if rs.defaultVersion == "" {
 		rs.defaultVersion = string(gomatrixserverlib.RoomVersionV12)
 	}
-	if err := b.DB.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_pos), 0) FROM rs_events`).Scan(&rs.lastPos); err != nil {
+	if err := b.DB.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_pos), 0) FROM rs_events WHERE stream_pos > 0`).Scan(&rs.lastPos); err != nil {
 		return nil, fmt.Errorf("read last stream position: %w", err)
 	}
 	rs.queue = newRoomQueue(rs.processBatch)
@@ -120,6 +125,8 @@ func (rs *Roomserver) serve() error {
 		QueryEvent.Serve(rs.bus, rs.queryEvent),
 		ResolveAlias.Serve(rs.bus, rs.resolveAlias),
 		QueryRoomsOfUser.Serve(rs.bus, rs.queryRoomsOfUser),
+		rs.serveFederation(),                    // input.go
+		BuildEvent.Serve(rs.bus, rs.buildEvent), // buildevent.go
 	} {
 		if err != nil {
 			return err

@@ -170,7 +170,7 @@ func (rs *Roomserver) searchResult(ctx context.Context, req *SearchRoomEventsReq
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	rows, err := rs.db.QueryContext(ctx, eventSelect+`WHERE e.event_nid = $1 AND e.rejected = FALSE`, c.nid)
+	rows, err := rs.db.QueryContext(ctx, eventSelect+`WHERE e.event_nid = $1 AND `+timelineEvent, c.nid)
 	if err != nil {
 		return nil, false, fmt.Errorf("load search result: %w", err)
 	}

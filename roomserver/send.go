@@ -29,7 +29,7 @@ func (rs *Roomserver) sendEvent(ctx context.Context, req *SendEventRequest) (*Se
 	if !isJSONObject(req.Content) {
 		return nil, mxerr.BadJSON("event content must be a JSON object")
 	}
-	roomID, err := rs.resolveRoom(ctx, req.RoomID, nil)
+	roomID, err := rs.resolveRoom(ctx, req.RoomID)
 	if me, ok := mxerr.As(err); ok && me.Code == "M_NOT_FOUND" {
 		// As for a room one has left: not saying whether it exists.
 		return nil, mxerr.Forbidden("%s is not in room %s", req.Sender, req.RoomID)

@@ -20,7 +20,7 @@ import (
 // resolved create event to rank senders), prints debug lines to stdout,
 // and its fallback to an event's own auth events adds the event itself
 // instead of the auth event, a bug its v2 code shares. Only federation
-// creates forks, so nothing in this package calls it yet.
+// creates forks: fork.go calls it where branches meet.
 func resolveState(version gomatrixserverlib.IRoomVersion, stateSets [][]gomatrixserverlib.PDU,
 	authEvents []gomatrixserverlib.PDU, isRejected func(eventID string) bool) ([]gomatrixserverlib.PDU, error) {
 	switch version.StateResAlgorithm() {

@@ -19,9 +19,9 @@ type membershipEvent struct {
 
 // memberHistory lists userID's membership events in a room, oldest first.
 func (r *reader) memberHistory(ctx context.Context, roomNID int64, userID string) ([]membershipEvent, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT stream_pos, membership FROM rs_events
-		WHERE state_key = $1 AND membership IS NOT NULL AND room_nid = $2 AND rejected = FALSE
-		ORDER BY stream_pos`, userID, roomNID)
+	rows, err := r.db.QueryContext(ctx, `SELECT e.stream_pos, e.membership FROM rs_events e
+		WHERE e.state_key = $1 AND e.membership IS NOT NULL AND e.room_nid = $2 AND `+timelineEvent+`
+		ORDER BY e.stream_pos`, userID, roomNID)
 	if err != nil {
 		return nil, fmt.Errorf("membership history of %s: %w", userID, err)
 	}

@@ -22,6 +22,8 @@ func (s *SyncAPI) startE2EE(ctx context.Context) error {
 	if err := errors.Join(
 		SendToDevice.Serve(s.bus, s.sendToDevice),
 		QueryKeyChanges.Serve(s.bus, s.queryKeyChanges),
+		DehydratedToDevice.Serve(s.bus, s.dehydratedToDevice),
+		s.serveFederationEDUs(), // federation_edu.go
 	); err != nil {
 		return err
 	}

@@ -226,14 +226,14 @@ func membershipOf(ev roomserver.ClientEvent) string {
 	return c.Membership
 }
 
-// event finds an event of roomID by ID.
-func (f *fakeReader) event(roomID, eventID string) (roomserver.ClientEvent, bool) {
+// eventAt finds an event of roomID by ID, with its stream position.
+func (f *fakeReader) eventAt(roomID, eventID string) (roomserver.ClientEvent, int64, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, ev := range f.events {
 		if ev.Event.RoomID == roomID && ev.Event.EventID == eventID {
-			return ev.Event, true
+			return ev.Event, ev.Pos, true
 		}
 	}
-	return roomserver.ClientEvent{}, false
+	return roomserver.ClientEvent{}, 0, false
 }

@@ -91,8 +91,8 @@ func newHarnessWith(t *testing.T, noPresence bool) *harness {
 	// The roomserver's QueryEvent, which receipts use, answered from the
 	// fake reader.
 	err = roomserver.QueryEvent.Serve(b, func(_ context.Context, req *roomserver.QueryEventRequest) (*roomserver.QueryEventResponse, error) {
-		if ev, ok := h.reader.event(req.RoomID, req.EventID); ok {
-			return &roomserver.QueryEventResponse{Event: ev}, nil
+		if ev, pos, ok := h.reader.eventAt(req.RoomID, req.EventID); ok {
+			return &roomserver.QueryEventResponse{Event: ev, Pos: pos}, nil
 		}
 		return nil, mxerr.NotFound("event %s not found", req.EventID)
 	})

@@ -121,6 +121,16 @@ func (s *SyncAPI) messages(req *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Paginating back past the earliest events stored of a room joined
+	// over federation: older ones are fetched, then read the same way.
+	for round := 0; mr.backwards && mr.to == nil && len(evs) <= mr.limit && round < maxBackfillRounds; round++ {
+		if !needsBackfill(evs) || !s.backfill(ctx, mr.roomID, mr.limit+1-len(evs)) {
+			break
+		}
+		if evs, err = s.reader.Events(ctx, mr.roomID, lo, hi, mr.limit+1, mr.backwards); err != nil {
+			return nil, err
+		}
+	}
 	if len(evs) > mr.limit {
 		evs = evs[:mr.limit]
 		last := evs[len(evs)-1].Pos

@@ -3,7 +3,10 @@ package syncapi
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"time"
+
+	"github.com/chappe-matrix/chappe/internal/sqlutil"
 )
 
 // unreadNotifications is a room's (or thread's) unread_notifications.
@@ -40,7 +43,7 @@ func (b *syncBuilder) addPushData(ctx context.Context) error {
 		return nil
 	}
 	s.waitPushed(ctx, b.now.Room)
-	counts, err := s.store.unreadCounts(ctx, b.userID, "", b.now.Room)
+	counts, err := s.store.unreadCounts(ctx, b.userID)
 	if err != nil {
 		return err
 	}
@@ -86,22 +89,31 @@ func (b *syncBuilder) addDefaultPushRules(ctx context.Context) error {
 }
 
 // waitPushed waits, at most pushCatchUpWait, until the push consumer (of
-// this process or another) has handled the events up to pos.
+// this process or another) has handled the events up to pos. This
+// process's consumer wakes the waiters as it goes; another process's
+// progress is read from the database every pushPollInterval.
 func (s *SyncAPI) waitPushed(ctx context.Context, pos int64) {
-	if pos-s.push.processed.Load() > pushCatchUpEvents {
+	p := s.push
+	if p.processed.Load() >= pos || pos-p.processed.Load() > pushCatchUpEvents {
 		return
 	}
-	deadline := time.Now().Add(pushCatchUpWait)
-	for s.push.processed.Load() < pos {
-		done, err := s.store.pushedPos(ctx)
-		if err == nil && done >= pos {
-			return
-		}
-		if time.Now().After(deadline) {
+	deadline := time.NewTimer(pushCatchUpWait)
+	defer deadline.Stop()
+	poll := time.NewTicker(pushPollInterval)
+	defer poll.Stop()
+	for {
+		progressed := p.progress.wait()
+		if p.processed.Load() >= pos {
 			return
 		}
 		select {
-		case <-time.After(2 * time.Millisecond):
+		case <-progressed:
+		case <-poll.C:
+			if done, err := s.store.pushedPos(ctx); err == nil && done >= pos {
+				return
+			}
+		case <-deadline.C:
+			return
 		case <-ctx.Done():
 			return
 		case <-s.done:
@@ -110,47 +122,39 @@ func (s *SyncAPI) waitPushed(ctx context.Context, pos int64) {
 	}
 }
 
-// receiptScanLimit bounds how far back a receipt's event is looked for to
-// find its position: receipts are sent for recent events; one for an
-// older event would not move the read position anyway in practice.
-const receiptScanLimit = 2000
+// pushPollInterval is how often a waiting sync reads the stored push
+// position, for events another process's consumer handles.
+const pushPollInterval = 5 * time.Millisecond
 
-// markReadReceipt moves the user's read position to a receipt's event, so
-// that counts restart after it. An unthreaded receipt covers every
-// thread; a threaded one its thread only ("main" included).
-func (s *SyncAPI) markReadReceipt(ctx context.Context, roomID, userID, typ, threadID, eventID string) error {
-	if s.push == nil || typ != receiptRead && typ != receiptReadPrivate {
-		return nil
-	}
-	pos, err := s.eventPos(ctx, roomID, eventID)
-	if err != nil || pos == 0 {
-		return err
-	}
-	return markReadTx(ctx, s.store.db, userID, roomID, threadID, pos)
+// progressSignal wakes every goroutine waiting for the push consumer to
+// move on: wait returns a channel that the next broadcast closes.
+type progressSignal struct {
+	mu sync.Mutex
+	ch chan struct{}
 }
 
-// eventPos finds the stream position of a recent event of the room (0
-// when it is not among the latest receiptScanLimit events).
-func (s *SyncAPI) eventPos(ctx context.Context, roomID, eventID string) (int64, error) {
-	upper, err := s.reader.MaxPos(ctx)
-	if err != nil {
-		return 0, err
+func (p *progressSignal) init() { p.ch = make(chan struct{}) }
+
+func (p *progressSignal) wait() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ch
+}
+
+func (p *progressSignal) broadcast() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.ch)
+	p.ch = make(chan struct{})
+}
+
+// markReadReceipt moves the user's read position to a receipt's event (at
+// stream position pos), so that counts restart after it. An unthreaded
+// receipt covers every thread; a threaded one its thread only ("main"
+// included).
+func (s *SyncAPI) markReadReceipt(ctx context.Context, roomID, userID, typ, threadID string, pos int64) error {
+	if s.push == nil || typ != receiptRead && typ != receiptReadPrivate || pos <= 0 {
+		return nil
 	}
-	for scanned := 0; scanned < receiptScanLimit; {
-		evs, err := s.reader.Events(ctx, roomID, 0, upper, 200, true)
-		if err != nil {
-			return 0, err
-		}
-		for _, ev := range evs {
-			if ev.Event.EventID == eventID {
-				return ev.Pos, nil
-			}
-		}
-		if len(evs) < 200 {
-			return 0, nil
-		}
-		scanned += len(evs)
-		upper = evs[len(evs)-1].Pos - 1
-	}
-	return 0, nil
+	return s.store.db.WithTx(ctx, func(tx *sqlutil.Tx) error { return markReadTx(ctx, tx, userID, roomID, threadID, pos) })
 }

@@ -4,18 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
-	"sync"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
-	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/id"
-	"maunium.net/go/mautrix/pushrules"
-
 	"github.com/chappe-matrix/chappe/internal/bus"
 	"github.com/chappe-matrix/chappe/internal/httputil"
-	"github.com/chappe-matrix/chappe/internal/sqlutil"
 	"github.com/chappe-matrix/chappe/roomserver"
 )
 
@@ -23,6 +18,18 @@ import (
 // evaluates push rules: one position for every syncapi process, so each
 // event is counted once whichever process handles it.
 const pushDurable = "syncapi-push"
+
+// pushBatchSize bounds the events evaluated and stored together: under
+// load the consumer takes what is pending, up to this, and writes it in
+// one transaction (SQLite has one writer, shared with the roomserver).
+const pushBatchSize = 256
+
+// pushBatchPace is how long the consumer rests after a batch, as a
+// multiple of the time the batch took: under load it holds SQLite's write
+// lock (shared with the roomserver) a quarter of the time at most, in
+// batches that gather the events of its rest. Counts lag their events by
+// that rest at worst, a few milliseconds.
+const pushBatchPace = 3
 
 // notificationRetention is how long notifications are kept for
 // /notifications; unread counts only need the unread ones, which are
@@ -34,9 +41,9 @@ type pushState struct {
 	processed   atomic.Int64 // last output position handled by this process
 	persistedMS atomic.Int64 // when the position was last stored
 	handled     atomic.Int64 // events handled, for periodic pruning
+	progress    progressSignal
 	rules       rulesCache
 	sender      *pushSender
-	sub         bus.Subscription
 }
 
 // startPush registers the push endpoints and starts the consumer and the
@@ -45,17 +52,31 @@ func (s *SyncAPI) startPush(ctx context.Context, r *httputil.Router) error {
 	if err := s.store.db.Migrate(ctx, "syncapi_push", pushMigrations); err != nil {
 		return fmt.Errorf("syncapi push storage: %w", err)
 	}
+	if err := s.store.db.Migrate(ctx, "syncapi_receipts", receiptMigrations); err != nil { // receipts_schema.go
+		return fmt.Errorf("syncapi receipt storage: %w", err)
+	}
 	s.push = &pushState{sender: newPushSender(s)}
+	s.push.progress.init()
 	pos, err := s.store.pushedPos(ctx)
 	if err != nil {
 		return err
 	}
 	s.push.processed.Store(pos)
-	sub, err := roomserver.Output.ConsumeDurable(ctx, s.bus, pushDurable, s.onPushEvent)
+	// Rule changes made through another process evict its cached rules
+	// here (this process's own changes evict them at once).
+	rulesSub, err := Output.ConsumeNew(ctx, s.bus, s.push.rules.onOutput)
+	if err != nil {
+		return fmt.Errorf("listen to push rule changes: %w", err)
+	}
+	s.subs = append(s.subs, rulesSub)
+	pace := pushBatchPace
+	if v, err := strconv.ParseFloat(os.Getenv("CHAPPE_PUSH_PACE"), 64); err == nil { // EXPERIMENT, remove
+		pace = v
+	}
+	sub, err := roomserver.Output.ConsumeDurableBatch(ctx, s.bus, pushDurable, pushBatchSize, s.onPushBatch, bus.BatchPace(pace))
 	if err != nil {
 		return fmt.Errorf("listen to room events for push: %w", err)
 	}
-	s.push.sub = sub
 	s.subs = append(s.subs, sub, s.push.sender)
 	s.pushRuleRoutes(r)
 	s.pusherRoutes(r)
@@ -70,167 +91,118 @@ type notification struct {
 	Actions   []json.RawMessage
 }
 
-// onPushEvent evaluates one event for each local member of its room but
-// the sender, stores who it notifies, moves the sender's own read position
-// (sending is reading), and hands the notifications to the sender of
-// pushes. An error (the database) makes the bus retry the event; an event
-// that cannot be evaluated is skipped.
-func (s *SyncAPI) onPushEvent(ctx context.Context, _ uint64, ev *roomserver.OutputEvent) error {
-	evt, err := pushEventOf(ev)
-	if err != nil {
-		s.log.Warn("push: unreadable event skipped", "event", ev.EventID, "err", err)
-		return s.storePushResult(ctx, ev, "", nil)
-	}
-	thread := threadKey(evt)
-	var notes []notification
-	users, room, err := s.pushCandidates(ctx, ev)
-	if err != nil {
-		return err
-	}
-	if len(users) > 0 {
-		raws, err := s.store.pushRulesOf(ctx, users)
+// pushedEvent is an event with what its evaluation found.
+type pushedEvent struct {
+	ev      *roomserver.OutputEvent
+	content json.RawMessage
+	ts      int64 // origin_server_ts
+	thread  string
+	room    *pushRoom
+	notes   []notification
+}
+
+// onPushBatch evaluates a batch of events for the local members of their
+// rooms but the sender, stores who they notify and the unread counts they
+// add, moves the senders' own read positions (sending is reading), all in
+// one transaction, then hands the notifications to the sender of pushes.
+// An error (the database) makes the bus retry the batch; an event that
+// cannot be evaluated is skipped.
+func (s *SyncAPI) onPushBatch(ctx context.Context, batch []bus.Message[roomserver.OutputEvent]) error {
+	members := map[string]map[string]struct{}{} // room → joined users, read once per batch
+	var done []*pushedEvent
+	for _, m := range batch {
+		pe, err := s.evaluatePush(ctx, m.Value, members)
 		if err != nil {
 			return err
 		}
-		for _, u := range users {
-			rs := s.push.rules.get(u, raws[u])
-			rule := rs.set.GetMatchingRule(room.forUser(u), evt)
-			if rule == nil {
-				continue
-			}
-			should := rule.GetActions().Should()
-			if should.Notify {
-				notes = append(notes, notification{UserID: u, Highlight: should.Highlight, Actions: rs.actions[string(rule.Type)+"/"+rule.RuleID]})
-			}
-		}
+		done = append(done, pe)
 	}
-	if err := s.storePushResult(ctx, ev, thread, notes); err != nil {
+	last := batch[len(batch)-1].Value.Pos
+	for _, m := range batch {
+		last = max(last, m.Value.Pos)
+	}
+	if err := s.storePushBatch(ctx, done, last); err != nil {
 		return err
 	}
-	if len(notes) > 0 {
-		s.push.sender.enqueue(ctx, ev, evt, room, notes)
-	}
-	if s.push.handled.Add(1)%1000 == 0 {
+	s.push.noteProcessed(last)
+	s.push.sender.enqueue(done)
+	if n := s.push.handled.Add(int64(len(batch))); n/1000 != (n-int64(len(batch)))/1000 {
 		s.pruneNotifications(ctx)
 	}
 	return nil
 }
 
+// evaluatePush evaluates one event. members caches the rooms' joined
+// users for the batch; membership events of the batch are applied to it
+// as they come.
+func (s *SyncAPI) evaluatePush(ctx context.Context, ev *roomserver.OutputEvent, members map[string]map[string]struct{}) (*pushedEvent, error) {
+	pe := &pushedEvent{ev: ev}
+	pev, err := s.decodePushEvent(pe)
+	if err != nil {
+		s.log.Warn("push: unreadable event skipped", "event", ev.EventID, "err", err)
+		return pe, nil
+	}
+	joined, ok := members[ev.RoomID]
+	if !ok {
+		list, err := s.reader.JoinedUsers(ctx, ev.RoomID)
+		if err != nil {
+			return nil, fmt.Errorf("joined users of %s: %w", ev.RoomID, err)
+		}
+		joined = make(map[string]struct{}, len(list))
+		for _, u := range list {
+			joined[u] = struct{}{}
+		}
+		members[ev.RoomID] = joined
+	}
+	if ev.Type == "m.room.member" && ev.StateKey != nil {
+		if ev.Membership == roomserver.MembershipJoin {
+			joined[*ev.StateKey] = struct{}{}
+		} else {
+			delete(joined, *ev.StateKey)
+		}
+	}
+	users := s.pushCandidates(ev, joined)
+	pe.room = &pushRoom{api: s, roomID: ev.RoomID, pos: ev.Pos, members: len(joined)}
+	if len(users) == 0 {
+		return pe, nil
+	}
+	rules, err := s.push.rules.get(ctx, s.store, users)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range users {
+		rule := rules[u].match(pev, pe.room, u)
+		if rule != nil && rule.notify {
+			pe.notes = append(pe.notes, notification{UserID: u, Highlight: rule.highlight, Actions: rule.actions})
+		}
+	}
+	return pe, nil
+}
+
 // pushCandidates are the local users an event may notify: the room's
 // joined local members but the sender, and the target of an invite.
-func (s *SyncAPI) pushCandidates(ctx context.Context, ev *roomserver.OutputEvent) ([]string, *pushRoom, error) {
-	joined, err := s.reader.JoinedUsers(ctx, ev.RoomID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("joined users of %s: %w", ev.RoomID, err)
-	}
+func (s *SyncAPI) pushCandidates(ev *roomserver.OutputEvent, joined map[string]struct{}) []string {
 	isLocal := s.notifier.isLocal
 	var users []string
-	seen := map[string]bool{ev.Sender: true}
-	for _, u := range joined {
-		if isLocal(u) && !seen[u] {
-			seen[u] = true
+	for u := range joined {
+		if u != ev.Sender && isLocal(u) {
 			users = append(users, u)
 		}
 	}
-	if ev.Type == "m.room.member" && ev.StateKey != nil && ev.Membership == roomserver.MembershipInvite &&
-		isLocal(*ev.StateKey) && !seen[*ev.StateKey] {
-		users = append(users, *ev.StateKey)
+	if ev.Type == "m.room.member" && ev.StateKey != nil && ev.Membership == roomserver.MembershipInvite {
+		target := *ev.StateKey
+		if _, in := joined[target]; !in && target != ev.Sender && isLocal(target) {
+			users = append(users, target)
+		}
 	}
-	return users, &pushRoom{api: s, roomID: ev.RoomID, pos: ev.Pos, members: len(joined)}, nil
+	return users
 }
 
-// storePushResult records an event's notifications, the sender's read
-// position and the consumer's position in one transaction: a redelivered
-// event (after a crash) finds its rows and inserts nothing twice.
-func (s *SyncAPI) storePushResult(ctx context.Context, ev *roomserver.OutputEvent, thread string, notes []notification) error {
-	now := time.Now().UnixMilli()
-	markRead := thread != "" && s.notifier.isLocal(ev.Sender)
-	if len(notes) == 0 {
-		// Most events notify no one: skip the write (SQLite has one
-		// writer, shared with the roomserver) unless the sender's read
-		// position must move past unread notifications, or the stored
-		// position (read by other sync processes) is a second old.
-		var err error
-		if markRead {
-			if markRead, err = s.hasUnread(ctx, ev.Sender, ev.RoomID, thread, ev.Pos); err != nil {
-				return err
-			}
-		}
-		if !markRead && now-s.push.persistedMS.Load() < pushPositionEveryMS {
-			s.push.noteProcessed(ev.Pos)
-			return nil
-		}
-	}
-	err := s.store.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
-		for _, n := range notes {
-			actions, _ := json.Marshal(nonNil(n.Actions))
-			hl := 0
-			if n.Highlight {
-				hl = 1
-			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO sy_notifications (user_id, room_id, thread_id, event_id, pos, ts, highlight, actions)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (user_id, event_id) DO NOTHING`,
-				n.UserID, ev.RoomID, thread, ev.EventID, ev.Pos, now, hl, string(actions))
-			if err != nil {
-				return fmt.Errorf("store notification: %w", err)
-			}
-		}
-		if markRead {
-			if err := markReadTx(ctx, tx, ev.Sender, ev.RoomID, thread, ev.Pos); err != nil {
-				return err
-			}
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE sy_push_position SET pos = $1 WHERE id = 1 AND pos < $1`, ev.Pos)
-		if err != nil {
-			return fmt.Errorf("store push position: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	s.push.persistedMS.Store(now)
-	s.push.noteProcessed(ev.Pos)
-	return nil
-}
-
-// pushPositionEveryMS is how often, at most, the push position is stored
-// when events notify no one. Reprocessing after a restart is harmless:
-// notifications are unique per (user, event) and read positions only move
-// forward.
-const pushPositionEveryMS = 1000
-
-func (p *pushState) noteProcessed(pos int64) {
-	if pos > p.processed.Load() {
-		p.processed.Store(pos)
-	}
-}
-
-// hasUnread tells whether userID has unread notifications in the room's
-// thread up to pos, which their own event would mark as read.
-func (s *SyncAPI) hasUnread(ctx context.Context, userID, roomID, thread string, pos int64) (bool, error) {
-	counts, err := s.store.unreadCounts(ctx, userID, roomID, pos)
-	if err != nil {
-		return false, err
-	}
-	for _, c := range counts {
-		if c.ThreadID == thread && c.Notify > 0 {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-func (s *SyncAPI) pruneNotifications(ctx context.Context) {
-	cutoff := time.Now().Add(-notificationRetention).UnixMilli()
-	if _, err := s.store.db.ExecContext(ctx, `DELETE FROM sy_notifications WHERE ts < $1`, cutoff); err != nil {
-		s.log.Warn("push: pruning old notifications failed", "err", err)
-	}
-}
-
-// pushEventOf turns the output's PDU into the event mautrix's rule engine
-// reads.
-func pushEventOf(ev *roomserver.OutputEvent) (*event.Event, error) {
+// decodePushEvent reads the output's PDU: the content the rules read,
+// the timestamp and the thread.
+func (s *SyncAPI) decodePushEvent(pe *pushedEvent) (*pushEvent, error) {
+	ev := pe.ev
+	pe.thread = threadMain
 	var pdu struct {
 		Content        json.RawMessage `json:"content"`
 		OriginServerTS int64           `json:"origin_server_ts"`
@@ -238,35 +210,23 @@ func pushEventOf(ev *roomserver.OutputEvent) (*event.Event, error) {
 	if err := json.Unmarshal(ev.Event, &pdu); err != nil {
 		return nil, fmt.Errorf("parse event: %w", err)
 	}
-	raw := map[string]any{}
+	content := map[string]any{}
 	if len(pdu.Content) > 0 {
-		if err := json.Unmarshal(pdu.Content, &raw); err != nil {
+		if err := json.Unmarshal(pdu.Content, &content); err != nil {
 			return nil, fmt.Errorf("parse content: %w", err)
 		}
 	}
-	evt := &event.Event{
-		StateKey:  ev.StateKey,
-		Sender:    id.UserID(ev.Sender),
-		Type:      event.Type{Type: ev.Type},
-		Timestamp: pdu.OriginServerTS,
-		ID:        id.EventID(ev.EventID),
-		RoomID:    id.RoomID(ev.RoomID),
-		Content:   event.Content{VeryRaw: pdu.Content, Raw: raw},
-	}
-	if ev.StateKey != nil {
-		evt.Type.Class = event.StateEventType
-	} else {
-		evt.Type.Class = event.MessageEventType
-	}
-	return evt, nil
+	pe.content, pe.ts = pdu.Content, pdu.OriginServerTS
+	pe.thread = threadKey(content)
+	return newPushEvent(ev.Type, ev.Sender, ev.RoomID, ev.StateKey, content), nil
 }
 
 // threadKey is the notification thread of an event: the root of its
 // m.thread relation, or "main". (The spec suggests following up to three
 // relations, for reactions to thread messages; only the direct relation is
 // read here.)
-func threadKey(evt *event.Event) string {
-	rel, _ := evt.Content.Raw["m.relates_to"].(map[string]any)
+func threadKey(content map[string]any) string {
+	rel, _ := content["m.relates_to"].(map[string]any)
 	if rel != nil && rel["rel_type"] == "m.thread" {
 		if root, ok := rel["event_id"].(string); ok && root != "" {
 			return root
@@ -275,146 +235,29 @@ func threadKey(evt *event.Event) string {
 	return threadMain
 }
 
-// pushRoom is what the rule engine asks about the room, for one event.
-// The state is read once, and only when a rule needs it: most events are
-// decided on their type and content and the member count alone.
-type pushRoom struct {
-	api     *SyncAPI
-	roomID  string
-	pos     int64
-	members int
-
-	once  sync.Once
-	state []roomserver.ClientEvent
+func (s *SyncAPI) pruneNotifications(ctx context.Context) {
+	cutoff := time.Now().Add(-notificationRetention).UnixMilli()
+	// Rows are inserted in time order: the old ones are those before the
+	// first recent one, found by walking the primary key from its start.
+	_, err := s.store.db.ExecContext(ctx, `DELETE FROM sy_notifications WHERE id < COALESCE(
+		(SELECT id FROM sy_notifications WHERE ts >= $1 ORDER BY id LIMIT 1),
+		(SELECT MAX(id) + 1 FROM sy_notifications))`, cutoff)
+	if err != nil {
+		s.log.Warn("push: pruning old notifications failed", "err", err)
+	}
 }
 
-func (r *pushRoom) loadState() []roomserver.ClientEvent {
-	r.once.Do(func() {
-		st, err := r.api.reader.StateBefore(context.Background(), r.roomID, r.pos)
-		if err != nil {
-			r.api.log.Warn("push: room state unreadable", "room", r.roomID, "err", err)
+// noteProcessed records that the events up to pos are counted and wakes
+// the syncs waiting for it.
+func (p *pushState) noteProcessed(pos int64) {
+	for {
+		cur := p.processed.Load()
+		if pos <= cur {
+			return
 		}
-		r.state = st
-	})
-	return r.state
-}
-
-func (r *pushRoom) stateContent(typ, stateKey string) json.RawMessage {
-	for _, ev := range r.loadState() {
-		if ev.Type == typ && ev.StateKey != nil && *ev.StateKey == stateKey {
-			return ev.Content
+		if p.processed.CompareAndSwap(cur, pos) {
+			p.progress.broadcast()
+			return
 		}
 	}
-	return nil
-}
-
-// displayName is userID's display name in the room ("" if none).
-func (r *pushRoom) displayName(userID string) string {
-	var c struct {
-		DisplayName string `json:"displayname"`
-	}
-	_ = json.Unmarshal(r.stateContent("m.room.member", userID), &c)
-	return c.DisplayName
-}
-
-func (r *pushRoom) forUser(userID string) pushrules.Room {
-	return &userPushRoom{room: r, userID: userID}
-}
-
-// userPushRoom is pushRoom as one user sees it.
-type userPushRoom struct {
-	room   *pushRoom
-	userID string
-}
-
-func (u *userPushRoom) GetOwnDisplayname() string { return u.room.displayName(u.userID) }
-func (u *userPushRoom) GetMemberCount() int       { return u.room.members }
-
-func (u *userPushRoom) GetPowerLevels() *event.PowerLevelsEventContent {
-	raw := u.room.stateContent("m.room.power_levels", "")
-	if raw == nil {
-		return nil
-	}
-	var pl event.PowerLevelsEventContent
-	if err := json.Unmarshal(raw, &pl); err != nil {
-		return nil
-	}
-	return &pl
-}
-
-// cachedRules is a user's ruleset ready for mautrix's engine, with each
-// rule's actions as stored (kind/rule ID → actions), which
-// /notifications and the push gateway are given verbatim.
-type cachedRules struct {
-	raw     string
-	set     *pushrules.PushRuleset
-	actions map[string][]json.RawMessage
-}
-
-// rulesCache keeps parsed rulesets by user, checked against the stored
-// text, so an event in a big room does not parse hundreds of rulesets.
-type rulesCache struct {
-	mu    sync.Mutex
-	users map[string]*cachedRules
-}
-
-const maxCachedRulesets = 10000
-
-func (c *rulesCache) get(userID string, raw []byte) *cachedRules {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cr, ok := c.users[userID]; ok && cr.raw == string(raw) {
-		return cr
-	}
-	rs := parseStoredRules(raw, userID)
-	cr := &cachedRules{raw: string(raw), set: &pushrules.PushRuleset{}, actions: map[string][]json.RawMessage{}}
-	for _, k := range pushKinds {
-		for _, r := range *rs.kind(k) {
-			cr.actions[k+"/"+r.RuleID] = r.Actions
-		}
-	}
-	data, _ := json.Marshal(rs)
-	if err := json.Unmarshal(data, cr.set); err != nil {
-		cr.set = &pushrules.PushRuleset{}
-	}
-	if c.users == nil || len(c.users) >= maxCachedRulesets {
-		c.users = map[string]*cachedRules{}
-	}
-	c.users[userID] = cr
-	return cr
-}
-
-// pushRulesOf reads the stored m.push_rules of users (absent: no entry).
-func (st *store) pushRulesOf(ctx context.Context, users []string) (map[string][]byte, error) {
-	out := map[string][]byte{}
-	for len(users) > 0 {
-		n := min(len(users), 500)
-		chunk := users[:n]
-		users = users[n:]
-		args := []any{pushRulesType}
-		ph := make([]string, len(chunk))
-		for i, u := range chunk {
-			args = append(args, u)
-			ph[i] = fmt.Sprintf("$%d", i+2)
-		}
-		rows, err := st.db.QueryContext(ctx, `SELECT user_id, content FROM sy_account_data
-			WHERE room_id = '' AND type = $1 AND user_id IN (`+strings.Join(ph, ", ")+`)`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("read push rules: %w", err)
-		}
-		for rows.Next() {
-			var u, c string
-			if err := rows.Scan(&u, &c); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("read push rules: %w", err)
-			}
-			out[u] = []byte(c)
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read push rules: %w", err)
-		}
-	}
-	return out, nil
 }

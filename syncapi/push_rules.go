@@ -202,6 +202,9 @@ func parseStoredRules(raw []byte, userID string) pushRuleset {
 // changePushRules applies change to userID's effective ruleset and stores
 // the result, at a new stream position, waking the user's syncs.
 func (s *SyncAPI) changePushRules(ctx context.Context, userID string, change func(rs *pushRuleset) error) error {
+	// This process's cache forgets the rules before the change is
+	// answered; other processes hear of it on the sync output stream.
+	defer s.push.rules.forget(userID)
 	return s.updateAccountData(ctx, userID, "", pushRulesType, func(old []byte) ([]byte, error) {
 		rs := parseStoredRules(old, userID)
 		if err := change(&rs); err != nil {

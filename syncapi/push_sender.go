@@ -9,10 +9,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"maunium.net/go/mautrix/event"
-
-	"github.com/chappe-matrix/chappe/roomserver"
 )
 
 // The sender posts notifications to push gateways. Jobs are kept in
@@ -21,13 +17,14 @@ import (
 // answers 429 is retried with exponential back-off, other 4xx answers are
 // final, and pushkeys the gateway rejects are removed.
 const (
-	pushWorkers      = 4
-	pushQueueLen     = 10000
-	pushTimeout      = 10 * time.Second
-	pushMaxAttempts  = 10
-	pushMaxBackoff   = 10 * time.Minute
-	pushMaxEventAge  = time.Hour // older events (a replayed backlog) are counted, not pushed
-	pushBodyMaxBytes = 64 << 10
+	pushWorkers       = 4
+	pushQueueLen      = 10000
+	pushBatchQueueLen = 1000
+	pushTimeout       = 10 * time.Second
+	pushMaxAttempts   = 10
+	pushMaxBackoff    = 10 * time.Minute
+	pushMaxEventAge   = time.Hour // older events (a replayed backlog) are counted, not pushed
+	pushBodyMaxBytes  = 64 << 10
 )
 
 type pushSender struct {
@@ -35,6 +32,7 @@ type pushSender struct {
 	client  *http.Client
 	backoff time.Duration // first retry delay; doubles each attempt
 	jobs    chan *pushJob
+	batches chan []*pushedEvent // stored batches whose pushers are to be looked up
 	stop    chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
@@ -54,12 +52,15 @@ func newPushSender(api *SyncAPI) *pushSender {
 		client:  &http.Client{Timeout: pushTimeout},
 		backoff: time.Second,
 		jobs:    make(chan *pushJob, pushQueueLen),
+		batches: make(chan []*pushedEvent, pushBatchQueueLen),
 		stop:    make(chan struct{}),
 	}
 	for range pushWorkers {
 		p.wg.Add(1)
 		go p.work()
 	}
+	p.wg.Add(1)
+	go p.prepareLoop()
 	return p
 }
 
@@ -81,6 +82,18 @@ func (p *pushSender) work() {
 	}
 }
 
+func (p *pushSender) prepareLoop() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case b := <-p.batches:
+			p.prepare(context.Background(), b)
+		}
+	}
+}
+
 func (p *pushSender) put(j *pushJob) {
 	select {
 	case p.jobs <- j:
@@ -90,34 +103,75 @@ func (p *pushSender) put(j *pushJob) {
 	}
 }
 
-// enqueue builds the requests for the http pushers of the notified users.
-// Reading pushers and counts is best effort: a failure is logged, the
-// notification is already stored.
-func (p *pushSender) enqueue(ctx context.Context, ev *roomserver.OutputEvent, evt *event.Event, room *pushRoom, notes []notification) {
-	if time.Since(time.UnixMilli(evt.Timestamp)) > pushMaxEventAge {
+// enqueue hands the notifications of a stored batch to the sender; the
+// pushers are looked up and the requests built off the consumer's path.
+// A batch that does not fit in the queue is dropped (and logged): the
+// notifications are stored, only their pushes are lost.
+func (p *pushSender) enqueue(done []*pushedEvent) {
+	var fresh []*pushedEvent
+	for _, pe := range done {
+		if len(pe.notes) > 0 && time.Since(time.UnixMilli(pe.ts)) <= pushMaxEventAge {
+			fresh = append(fresh, pe)
+		}
+	}
+	if len(fresh) == 0 {
 		return
 	}
-	for _, n := range notes {
-		pushers, err := p.api.store.pushers(ctx, `user_id = $1 AND kind = 'http'`, n.UserID)
+	select {
+	case p.batches <- fresh:
+	case <-p.stop:
+	default:
+		p.api.log.Warn("push: queue full, notifications not pushed", "events", len(fresh))
+	}
+}
+
+// prepare builds the requests for the http pushers of the users a batch
+// notifies. Reading pushers and counts is best effort: a failure is
+// logged, the notifications are already stored.
+func (p *pushSender) prepare(ctx context.Context, batch []*pushedEvent) {
+	users := map[string]bool{}
+	var list []string
+	for _, pe := range batch {
+		for _, n := range pe.notes {
+			if !users[n.UserID] {
+				users[n.UserID] = true
+				list = append(list, n.UserID)
+			}
+		}
+	}
+	byUser := map[string][]pusherRow{}
+	for len(list) > 0 {
+		chunk := list[:min(len(list), maxInList)]
+		list = list[len(chunk):]
+		in, args := inList(1, chunk)
+		ps, err := p.api.store.pushers(ctx, `kind = 'http' AND user_id IN (`+in+`)`, args...)
 		if err != nil {
-			p.api.log.Warn("push: reading pushers failed", "user", n.UserID, "err", err)
-			continue
+			p.api.log.Warn("push: reading pushers failed", "err", err)
+			return
 		}
-		if len(pushers) == 0 {
-			continue
+		for _, ps := range ps {
+			byUser[ps.UserID] = append(byUser[ps.UserID], ps)
 		}
-		unread, err := p.api.totalUnread(ctx, n.UserID)
-		if err != nil {
-			p.api.log.Warn("push: counting unread failed", "user", n.UserID, "err", err)
-			continue
-		}
-		for _, ps := range pushers {
-			body, gw, err := gatewayRequest(&ps, ev, evt, room, &n, unread)
-			if err != nil {
-				p.api.log.Warn("push: bad pusher skipped", "user", n.UserID, "app_id", ps.AppID, "err", err)
+	}
+	for _, pe := range batch {
+		for _, n := range pe.notes {
+			pushers := byUser[n.UserID]
+			if len(pushers) == 0 {
 				continue
 			}
-			p.put(&pushJob{pusher: ps, url: gw, body: body})
+			unread, err := p.api.totalUnread(ctx, n.UserID)
+			if err != nil {
+				p.api.log.Warn("push: counting unread failed", "user", n.UserID, "err", err)
+				continue
+			}
+			for _, ps := range pushers {
+				body, gw, err := gatewayRequest(&ps, pe, &n, unread)
+				if err != nil {
+					p.api.log.Warn("push: bad pusher skipped", "user", n.UserID, "app_id", ps.AppID, "err", err)
+					continue
+				}
+				p.put(&pushJob{pusher: ps, url: gw, body: body})
+			}
 		}
 	}
 }
@@ -125,13 +179,9 @@ func (p *pushSender) enqueue(ctx context.Context, ev *roomserver.OutputEvent, ev
 // totalUnread is the user's unread notifications across rooms: the
 // badge count the gateway shows.
 func (s *SyncAPI) totalUnread(ctx context.Context, userID string) (int64, error) {
-	counts, err := s.store.unreadCounts(ctx, userID, "", 1<<62)
-	if err != nil {
-		return 0, err
-	}
 	var n int64
-	for _, c := range counts {
-		n += c.Notify
+	if err := s.store.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(notify), 0) FROM sy_unread WHERE user_id = $1`, userID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("unread count of %s: %w", userID, err)
 	}
 	return n, nil
 }
@@ -139,7 +189,8 @@ func (s *SyncAPI) totalUnread(ctx context.Context, userID string) (int64, error)
 // gatewayRequest builds the body of POST /_matrix/push/v1/notify for one
 // pusher: event_id_only sends the IDs, counts and device; the full format
 // adds the event itself and what a notification shows.
-func gatewayRequest(ps *pusherRow, ev *roomserver.OutputEvent, evt *event.Event, room *pushRoom, n *notification, unread int64) ([]byte, string, error) {
+func gatewayRequest(ps *pusherRow, pe *pushedEvent, n *notification, unread int64) ([]byte, string, error) {
+	ev, room := pe.ev, pe.room
 	var data map[string]any
 	if err := json.Unmarshal(ps.Data, &data); err != nil {
 		return nil, "", fmt.Errorf("pusher data: %w", err)
@@ -175,7 +226,7 @@ func gatewayRequest(ps *pusherRow, ev *roomserver.OutputEvent, evt *event.Event,
 	if data["format"] != "event_id_only" {
 		note["type"] = ev.Type
 		note["sender"] = ev.Sender
-		note["content"] = evt.Content.VeryRaw
+		note["content"] = pe.content
 		if name := room.displayName(ev.Sender); name != "" {
 			note["sender_display_name"] = name
 		}

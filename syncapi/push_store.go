@@ -3,6 +3,8 @@ package syncapi
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/chappe-matrix/chappe/internal/sqlutil"
 )
@@ -23,6 +25,11 @@ import (
 //     a position once, when the receipt is stored, keeps counting a plain
 //     range query.
 //   - sy_pushers are the users' pushers.
+//   - sy_unread (version 2) holds each user's unread counts per room and
+//     thread, kept up to date as notifications are stored and read
+//     positions move: a sync reads a row per room instead of counting the
+//     unread notifications, which grew with them (a user who never reads
+//     a busy room made every one of their syncs slower).
 var pushMigrations = []sqlutil.Migration{
 	{Version: 1, SQL: `
 CREATE TABLE sy_push_position (
@@ -68,11 +75,32 @@ CREATE TABLE sy_pushers (
 	PRIMARY KEY (app_id, pushkey, user_id)
 );
 CREATE INDEX sy_pushers_user ON sy_pushers (user_id)`},
+	{Version: 2, SQL: `
+CREATE TABLE sy_unread (
+	user_id TEXT NOT NULL,
+	room_id TEXT NOT NULL,
+	thread_id TEXT NOT NULL, -- as in sy_notifications
+	notify BIGINT NOT NULL,
+	highlight BIGINT NOT NULL,
+	PRIMARY KEY (user_id, room_id, thread_id)
+);
+INSERT INTO sy_unread (user_id, room_id, thread_id, notify, highlight)
+SELECT n.user_id, n.room_id, n.thread_id, COUNT(*), COALESCE(SUM(n.highlight), 0)
+FROM sy_notifications n
+WHERE n.pos > COALESCE((SELECT MAX(r.pos) FROM sy_push_read r
+	WHERE r.user_id = n.user_id AND r.room_id = n.room_id AND (r.thread_id = '' OR r.thread_id = n.thread_id)), 0)
+GROUP BY n.user_id, n.room_id, n.thread_id;
+-- Counting reads one thread's unread rows, pruning walks the primary key.
+-- Every notification writes each index: two fewer.
+CREATE INDEX sy_notifications_thread ON sy_notifications (user_id, room_id, thread_id, pos);
+DROP INDEX sy_notifications_unread;
+DROP INDEX sy_notifications_ts`},
 }
 
-// markReadTx moves userID's read position in roomID/thread forward to pos;
-// a receipt for an older event leaves it where it is, as the spec asks
-// (the most advanced of m.read and m.read.private counts).
+// markReadTx moves userID's read position in roomID/thread forward to pos
+// (a receipt for an older event leaves it where it is, as the spec asks:
+// the most advanced of m.read and m.read.private counts) and counts the
+// unread notifications the move may have read again.
 func markReadTx(ctx context.Context, q sqlutil.Querier, userID, roomID, thread string, pos int64) error {
 	_, err := q.ExecContext(ctx, `INSERT INTO sy_push_read (user_id, room_id, thread_id, pos) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (user_id, room_id, thread_id)
@@ -81,7 +109,63 @@ func markReadTx(ctx context.Context, q sqlutil.Querier, userID, roomID, thread s
 	if err != nil {
 		return fmt.Errorf("store read position: %w", err)
 	}
+	return recountTx(ctx, q, userID, roomID, thread)
+}
+
+// recountTx counts again userID's unread notifications in roomID, in one
+// thread or, for thread "", in every thread that has some: those after
+// the thread's read position or the unthreaded one, whichever is further.
+// Read positions only move forward, so a thread without unread
+// notifications keeps none; each count reads the unread rows only
+// (sy_notifications_thread).
+func recountTx(ctx context.Context, q sqlutil.Querier, userID, roomID, thread string) error {
+	reads, err := readPositions(ctx, q, userID, roomID)
+	if err != nil {
+		return err
+	}
+	threads := []string{thread}
+	if thread == "" {
+		if threads, err = sqlutil.Strings(ctx, q, `SELECT thread_id FROM sy_unread
+			WHERE user_id = $1 AND room_id = $2 AND (notify > 0 OR highlight > 0)`, userID, roomID); err != nil {
+			return fmt.Errorf("threads with unread notifications: %w", err)
+		}
+	}
+	for _, t := range threads {
+		_, err := q.ExecContext(ctx, `UPDATE sy_unread SET
+			notify = (SELECT COUNT(*) FROM sy_notifications n
+				WHERE n.user_id = $1 AND n.room_id = $2 AND n.thread_id = $3 AND n.pos > $4),
+			highlight = (SELECT COUNT(*) FROM sy_notifications n
+				WHERE n.user_id = $1 AND n.room_id = $2 AND n.thread_id = $3 AND n.pos > $4 AND n.highlight = 1)
+			WHERE user_id = $1 AND room_id = $2 AND thread_id = $3`,
+			userID, roomID, t, max(reads[""], reads[t]))
+		if err != nil {
+			return fmt.Errorf("count unread notifications: %w", err)
+		}
+	}
 	return nil
+}
+
+// readPositions reads userID's read positions in roomID by thread (""
+// for the unthreaded one).
+func readPositions(ctx context.Context, q sqlutil.Querier, userID, roomID string) (map[string]int64, error) {
+	rows, err := q.QueryContext(ctx, `SELECT thread_id, pos FROM sy_push_read WHERE user_id = $1 AND room_id = $2`, userID, roomID)
+	if err != nil {
+		return nil, fmt.Errorf("read positions: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var t string
+		var pos int64
+		if err := rows.Scan(&t, &pos); err != nil {
+			return nil, fmt.Errorf("read positions: %w", err)
+		}
+		out[t] = pos
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read positions: %w", err)
+	}
+	return out, nil
 }
 
 // pushedPos is the output position the push consumer has handled.
@@ -99,36 +183,47 @@ type unreadCount struct {
 	Notify, Highlight int64
 }
 
-// unreadCounts counts userID's notifications with pos <= to that come
-// after their read position: the thread's own or the unthreaded one,
-// whichever is further. One query for every room of the user; it reads
-// only unread rows through sy_notifications_unread.
-func (st *store) unreadCounts(ctx context.Context, userID, roomID string, to int64) ([]unreadCount, error) {
-	where := ""
-	args := []any{userID, to}
-	if roomID != "" {
-		where = " AND n.room_id = $3"
-		args = append(args, roomID)
-	}
-	rows, err := st.db.QueryContext(ctx, `SELECT n.room_id, n.thread_id, COUNT(*), COALESCE(SUM(n.highlight), 0)
-		FROM sy_notifications n
-		WHERE n.user_id = $1 AND n.pos <= $2`+where+` AND n.pos > COALESCE((SELECT MAX(r.pos) FROM sy_push_read r
-			WHERE r.user_id = n.user_id AND r.room_id = n.room_id AND (r.thread_id = '' OR r.thread_id = n.thread_id)), 0)
-		GROUP BY n.room_id, n.thread_id`, args...)
+// unreadCounts reads userID's unread counts in every room.
+func (st *store) unreadCounts(ctx context.Context, userID string) ([]unreadCount, error) {
+	rows, err := st.db.QueryContext(ctx, `SELECT room_id, thread_id, notify, highlight FROM sy_unread
+		WHERE user_id = $1 AND (notify > 0 OR highlight > 0)`, userID)
 	if err != nil {
-		return nil, fmt.Errorf("count notifications of %s: %w", userID, err)
+		return nil, fmt.Errorf("unread counts of %s: %w", userID, err)
 	}
 	defer rows.Close()
 	var out []unreadCount
 	for rows.Next() {
 		var c unreadCount
 		if err := rows.Scan(&c.RoomID, &c.ThreadID, &c.Notify, &c.Highlight); err != nil {
-			return nil, fmt.Errorf("count notifications of %s: %w", userID, err)
+			return nil, fmt.Errorf("unread counts of %s: %w", userID, err)
 		}
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("count notifications of %s: %w", userID, err)
+		return nil, fmt.Errorf("unread counts of %s: %w", userID, err)
 	}
 	return out, nil
+}
+
+// maxInList bounds the values of one IN list.
+const maxInList = 500
+
+// inList writes the placeholders of an IN list from $first, padded by
+// repeating the last value to one of a few lengths, so that SQLite keeps
+// a handful of prepared statements for lists of any length.
+func inList(first int, values []string) (string, []any) {
+	n := len(values)
+	for _, size := range []int{1, 8, 64, maxInList} {
+		if n <= size {
+			n = size
+			break
+		}
+	}
+	args := make([]any, n)
+	ph := make([]string, n)
+	for i := range n {
+		args[i] = values[min(i, len(values)-1)]
+		ph[i] = "$" + strconv.Itoa(first+i)
+	}
+	return strings.Join(ph, ", "), args
 }

@@ -2,7 +2,9 @@ package syncapi
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -69,14 +71,14 @@ func (s *SyncAPI) postReceipt(req *httputil.Request) (any, error) {
 	if err := s.checkJoined(ctx, roomID, userID); err != nil {
 		return nil, err
 	}
-	ev, err := s.roomEvent(ctx, roomID, userID, eventID)
+	ev, pos, err := s.roomEventPos(ctx, roomID, userID, eventID)
 	if err != nil {
 		return nil, err
 	}
 	if threadID != "" && threadID != threadMain && ev.EventID != threadID && threadOf(ev) != threadID {
 		return nil, mxerr.InvalidParam("event %s is not in thread %s", eventID, threadID)
 	}
-	if err := s.storeMarker(ctx, roomID, userID, typ, threadID, eventID); err != nil {
+	if err := s.storeMarkerAt(ctx, roomID, userID, typ, threadID, eventID, pos); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
@@ -102,7 +104,11 @@ func (s *SyncAPI) postReadMarkers(req *httputil.Request) (any, error) {
 	if err := s.checkJoined(ctx, roomID, userID); err != nil {
 		return nil, err
 	}
-	todo := map[string]string{}
+	type marker struct {
+		eventID string
+		pos     int64
+	}
+	todo := map[string]marker{}
 	for _, typ := range []string{markerFullyRead, receiptRead, receiptReadPrivate} {
 		raw, ok := markers[typ]
 		if !ok || string(raw) == "null" {
@@ -112,47 +118,75 @@ func (s *SyncAPI) postReadMarkers(req *httputil.Request) (any, error) {
 		if err := json.Unmarshal(raw, &eventID); err != nil || !mxid.EventID(eventID) {
 			return nil, mxerr.BadJSON("%s must be an event ID", typ)
 		}
-		if _, err := s.roomEvent(ctx, roomID, userID, eventID); err != nil {
+		_, pos, err := s.roomEventPos(ctx, roomID, userID, eventID)
+		if err != nil {
 			return nil, err
 		}
-		todo[typ] = eventID
+		todo[typ] = marker{eventID, pos}
 	}
-	for typ, eventID := range todo {
-		if err := s.storeMarker(ctx, roomID, userID, typ, "", eventID); err != nil {
+	for typ, m := range todo {
+		if err := s.storeMarkerAt(ctx, roomID, userID, typ, "", m.eventID, m.pos); err != nil {
 			return nil, err
 		}
 	}
 	return struct{}{}, nil
 }
 
-// storeMarker stores a receipt, or the m.fully_read marker as room account
-// data, and wakes the syncs concerned.
+// storeMarker is storeMarkerAt for a caller that has not read the event
+// (a receipt from another server): its position is looked up first. An
+// event that cannot be read here has none, and its receipt only counts
+// when the user has none of that type and thread yet.
 func (s *SyncAPI) storeMarker(ctx context.Context, roomID, userID, typ, threadID, eventID string) error {
+	var pos int64
+	if typ != markerFullyRead {
+		_, p, err := s.roomEventPos(ctx, roomID, userID, eventID)
+		if _, isMatrix := mxerr.As(err); err != nil && !isMatrix {
+			return err
+		}
+		pos = p
+	}
+	return s.storeMarkerAt(ctx, roomID, userID, typ, threadID, eventID, pos)
+}
+
+// storeMarkerAt stores a receipt, or the m.fully_read marker as room
+// account data, and wakes the syncs concerned. eventPos is the event's
+// stream position: a receipt for an event older than the one the user's
+// receipt of that type and thread names is ignored (receipts never move
+// back).
+func (s *SyncAPI) storeMarkerAt(ctx context.Context, roomID, userID, typ, threadID, eventID string, eventPos int64) error {
 	if typ == markerFullyRead {
 		content, _ := json.Marshal(map[string]string{"event_id": eventID})
 		return s.updateAccountData(ctx, userID, roomID, markerFullyRead, func([]byte) ([]byte, error) { return content, nil })
 	}
 	// Before the receipt is published: the syncs it wakes read the counts.
-	if err := s.markReadReceipt(ctx, roomID, userID, typ, threadID, eventID); err != nil {
+	if err := s.markReadReceipt(ctx, roomID, userID, typ, threadID, eventPos); err != nil {
 		return err
 	}
 	var pos int64
+	moved := true
 	err := s.store.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
 		var err error
 		if pos, err = nextPos(ctx, tx); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO sy_receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, pos)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
+		var stored int64
+		err = tx.QueryRowContext(ctx, `INSERT INTO sy_receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, pos, event_pos)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (room_id, receipt_type, user_id, thread_id)
-			DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts, pos = excluded.pos`,
-			roomID, typ, userID, threadID, eventID, time.Now().UnixMilli(), pos)
-		if err != nil {
+			DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts, pos = excluded.pos, event_pos = excluded.event_pos
+			WHERE excluded.event_pos > sy_receipts.event_pos
+			RETURNING pos`,
+			roomID, typ, userID, threadID, eventID, time.Now().UnixMilli(), pos, eventPos).Scan(&stored)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			moved = false // an older (or the same) event: nothing changes
+			return nil
+		case err != nil:
 			return fmt.Errorf("store receipt: %w", err)
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil || !moved {
 		return err
 	}
 	s.publish(ctx, &OutputMessage{Kind: kindReceipt, Pos: pos, UserID: userID, RoomID: roomID, Private: typ == receiptReadPrivate})
@@ -175,14 +209,21 @@ func (s *SyncAPI) checkJoined(ctx context.Context, roomID, userID string) error 
 	return nil
 }
 
+// roomEventPos is roomEvent with the event's stream position, which a
+// receipt needs to be ordered against the one it replaces.
+func (s *SyncAPI) roomEventPos(ctx context.Context, roomID, userID, eventID string) (*roomserver.ClientEvent, int64, error) {
+	resp, err := roomserver.QueryEvent.Call(ctx, s.bus, &roomserver.QueryEventRequest{UserID: userID, RoomID: roomID, EventID: eventID})
+	if err != nil {
+		return nil, 0, err
+	}
+	return &resp.Event, resp.Pos, nil
+}
+
 // roomEvent asks the roomserver for an event of the room the user may see;
 // M_NOT_FOUND when there is none.
 func (s *SyncAPI) roomEvent(ctx context.Context, roomID, userID, eventID string) (*roomserver.ClientEvent, error) {
-	resp, err := roomserver.QueryEvent.Call(ctx, s.bus, &roomserver.QueryEventRequest{UserID: userID, RoomID: roomID, EventID: eventID})
-	if err != nil {
-		return nil, err
-	}
-	return &resp.Event, nil
+	ev, _, err := s.roomEventPos(ctx, roomID, userID, eventID)
+	return ev, err
 }
 
 // threadOf is the thread root an event belongs to ("" for none).

@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chappe-matrix/chappe/internal/httputil"
-	"github.com/chappe-matrix/chappe/roomserver"
 	"github.com/chappe-matrix/chappe/userapi"
 )
 
@@ -25,6 +25,8 @@ type slidingSync struct {
 
 	schemaMu sync.Mutex
 	schemaOK bool
+
+	sweptMS atomic.Int64 // when expired connections were last swept
 }
 
 func newSlidingSync(s *SyncAPI) *slidingSync {
@@ -49,6 +51,23 @@ func (ss *slidingSync) ensureSchema(ctx context.Context) error {
 	}
 	ss.schemaOK = true
 	return nil
+}
+
+// sweep deletes expired connections, at most every slidingSweepEvery per
+// process, in the background: the request that triggers it does not wait.
+func (ss *slidingSync) sweep() {
+	now := time.Now().UnixMilli()
+	last := ss.sweptMS.Load()
+	if now-last < slidingSweepEvery.Milliseconds() || !ss.sweptMS.CompareAndSwap(last, now) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := ss.api.store.sweepSlidingConns(ctx); err != nil {
+			ss.api.log.Warn("sliding sync: deleting expired connections failed", "err", err)
+		}
+	}()
 }
 
 // slidingResponse is the answer.
@@ -76,6 +95,7 @@ func (ss *slidingSync) serve(req *httputil.Request) (any, error) {
 	if err := ss.ensureSchema(ctx); err != nil {
 		return nil, err
 	}
+	ss.sweep()
 	sr, err := parseSlidingRequest(req)
 	if err != nil {
 		return nil, err
@@ -225,10 +245,11 @@ func (sb *slidingBuilder) build(ctx context.Context) (*slidingResponse, *sliding
 	if err := runParallel(ctx, maxParallelRooms, jobs); err != nil {
 		return nil, nil, err
 	}
-	// Rooms left and now told are dropped from the record: if the user
-	// comes back, the room is sent from its start.
+	// Rooms no longer listed are dropped from the record, except those
+	// whose leave or ban was told: they stay, so that they are not listed
+	// again, and a return is sent from the room's start.
 	for id, r := range sb.next.Rooms {
-		if byID[id] == nil && r.Membership != roomserver.MembershipLeave {
+		if byID[id] == nil && !gone(r.Membership) {
 			delete(sb.next.Rooms, id)
 		}
 	}

@@ -137,7 +137,7 @@ func (sb *slidingBuilder) loadUnread(ctx context.Context, configs map[string]*sl
 		return nil
 	}
 	s.waitPushed(ctx, sb.now.Room)
-	counts, err := s.store.unreadCounts(ctx, sb.userID, "", sb.now.Room)
+	counts, err := s.store.unreadCounts(ctx, sb.userID)
 	if err != nil {
 		return err
 	}

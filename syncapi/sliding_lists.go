@@ -18,11 +18,13 @@ type slidingEntry struct {
 }
 
 // roomList is the server's list of the user's rooms as of now, most
-// recent activity first: joined, invited and knocked rooms, rooms the user
-// was banned from, and rooms left whose leave this connection has not
-// been sent yet. (MSC4186 also lists rooms the user was kicked from and
-// never saw on this connection; a kick is not told apart from a leave
-// here, so those are left out.)
+// recent activity first: joined, invited and knocked rooms, and the rooms
+// this connection had while the user was in them (or invited, or
+// knocking) and that the user has since left, been kicked or banned from:
+// those are listed until the response that tells the client, with their
+// leave or ban and the events up to it, as Synapse tells a room newly left;
+// then they are dropped. Rooms left before the connection began are not
+// listed.
 func (sb *slidingBuilder) roomList(ctx context.Context) ([]slidingEntry, error) {
 	b := &syncBuilder{reader: sb.api.reader, userID: sb.userID, now: sb.now}
 	rooms, err := b.membershipsAt(ctx, roomserver.MembershipJoin, roomserver.MembershipInvite,
@@ -32,9 +34,9 @@ func (sb *slidingBuilder) roomList(ctx context.Context) ([]slidingEntry, error) 
 	}
 	entries := make([]slidingEntry, 0, len(rooms))
 	for id, m := range rooms {
-		if m.Membership == roomserver.MembershipLeave {
+		if gone(m.Membership) {
 			prev, sent := sb.prev.Rooms[id]
-			if !sent || prev.Membership == roomserver.MembershipLeave {
+			if !sent || gone(prev.Membership) {
 				continue
 			}
 		}
@@ -64,6 +66,12 @@ func (sb *slidingBuilder) roomList(ctx context.Context) ([]slidingEntry, error) 
 		return cmp.Compare(x.roomID, y.roomID)
 	})
 	return entries, nil
+}
+
+// gone says whether a membership is one the user no longer has the room
+// with: left (or kicked) or banned.
+func gone(membership string) bool {
+	return membership == roomserver.MembershipLeave || membership == roomserver.MembershipBan
 }
 
 // listFilter applies a list's filters.

@@ -62,6 +62,11 @@ func (sb *slidingBuilder) room(ctx context.Context, e *slidingEntry, c *slidingR
 		return &slidingRoomResult{Initial: true, InviteState: nonNil(stripped), Membership: e.membership,
 			BumpStamp: e.bump, IsDM: sb.direct[e.roomID]}, next, nil
 	}
+	if gone(e.membership) && sentBefore && prev.Membership != roomserver.MembershipJoin {
+		// An invite rejected or withdrawn, a knock refused: the user never
+		// saw the room, only the event that ended their membership.
+		return sb.endedWithoutJoin(ctx, e, next)
+	}
 	// Joined, or left/banned: the timeline ends at the leave.
 	end := sb.now.Room
 	if e.membership != roomserver.MembershipJoin && e.memPos > 0 {
@@ -149,6 +154,23 @@ func (sb *slidingBuilder) room(ctx context.Context, e *slidingEntry, c *slidingR
 	}
 	sb.mu.Unlock()
 	return res, next, nil
+}
+
+// endedWithoutJoin is the room of an invite or knock that ended without a
+// join: its membership and the one event that ended it.
+func (sb *slidingBuilder) endedWithoutJoin(ctx context.Context, e *slidingEntry, next slidingRoomState) (*slidingRoomResult, slidingRoomState, error) {
+	next.Room = e.memPos
+	evs, _, err := sb.timelineOf(ctx, e.roomID, e.memPos-1, e.memPos, 1)
+	if err != nil {
+		return nil, next, err
+	}
+	format := newFormatter(sb.device, false)
+	live := 0
+	if !sb.initial && e.memPos > sb.since.Room {
+		live = len(evs)
+	}
+	return &slidingRoomResult{Initial: true, Membership: e.membership, BumpStamp: e.bump, IsDM: sb.direct[e.roomID],
+		Timeline: format.stream(evs), PrevBatch: formatToken(e.memPos - 1), NumLive: &live}, next, nil
 }
 
 // timelineOf reads the latest limit events of (from, to], oldest first;

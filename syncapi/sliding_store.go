@@ -20,6 +20,12 @@ import (
 // the connection are deleted then (N itself is kept: the client may retry
 // it). The migrations have their own component name so that they never
 // clash with syncapi's own list.
+//
+// Version 2 records when each connection was last used (last_used_ms,
+// brought up to date at most every slidingTouchEvery): a connection
+// unused for slidingConnExpiry is deleted, and its pos answers
+// M_UNKNOWN_POS, as MSC4186 lets a server do (Synapse also expires them
+// after a week).
 var slidingMigrations = []sqlutil.Migration{
 	{Version: 1, SQL: `
 CREATE TABLE sy_sliding_conns (
@@ -37,7 +43,24 @@ CREATE TABLE sy_sliding_positions (
 	created_ms BIGINT NOT NULL
 );
 CREATE INDEX sy_sliding_positions_conn ON sy_sliding_positions (conn_nid, pos_nid)`},
+	{Version: 2, SQL: `
+ALTER TABLE sy_sliding_conns ADD COLUMN last_used_ms BIGINT NOT NULL DEFAULT 0;
+UPDATE sy_sliding_conns SET last_used_ms = COALESCE((SELECT MAX(p.created_ms) FROM sy_sliding_positions p
+	WHERE p.conn_nid = sy_sliding_conns.conn_nid), created_ms);
+CREATE INDEX sy_sliding_conns_last_used ON sy_sliding_conns (last_used_ms)`},
 }
+
+// Connection expiry: a connection unused for slidingConnExpiry is gone.
+// Its last use is written at most every slidingTouchEvery (a write per
+// request would compete with the roomserver for SQLite's write lock), so
+// a connection may be a few minutes older than it looks; the bound is
+// days. Expired connections of users who never come back are swept at
+// most every slidingSweepEvery.
+const (
+	slidingConnExpiry = 7 * 24 * time.Hour
+	slidingTouchEvery = 5 * time.Minute
+	slidingSweepEvery = time.Hour
+)
 
 // slidingMaxConns bounds the connections kept per device: a client that
 // invents a new conn_id on every start does not fill the database.
@@ -108,8 +131,8 @@ func (st *store) newSlidingConn(ctx context.Context, k slidingConnKey) (int64, e
 		if err != nil {
 			return err
 		}
-		return tx.QueryRowContext(ctx, `INSERT INTO sy_sliding_conns (user_id, device_id, conn_id, created_ms)
-			VALUES ($1, $2, $3, $4) RETURNING conn_nid`, k.userID, k.deviceID, k.connID, time.Now().UnixMilli()).Scan(&nid)
+		return tx.QueryRowContext(ctx, `INSERT INTO sy_sliding_conns (user_id, device_id, conn_id, created_ms, last_used_ms)
+			VALUES ($1, $2, $3, $4, $4) RETURNING conn_nid`, k.userID, k.deviceID, k.connID, time.Now().UnixMilli()).Scan(&nid)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("start sliding sync connection: %w", err)
@@ -128,18 +151,34 @@ func deleteSlidingConn(ctx context.Context, tx *sqlutil.Tx, where string, args .
 }
 
 // slidingPosition reads position posID of the connection; errUnknownPos
-// when the connection or position is gone (or belongs to someone else).
+// when the connection or position is gone (or belongs to someone else),
+// or the connection has expired (it is deleted then).
 func (st *store) slidingPosition(ctx context.Context, k slidingConnKey, posID int64) (connNID int64, state *slidingConnState, err error) {
 	var raw string
-	err = st.db.QueryRowContext(ctx, `SELECT c.conn_nid, p.state FROM sy_sliding_positions p
+	var lastUsed int64
+	err = st.db.QueryRowContext(ctx, `SELECT c.conn_nid, p.state, c.last_used_ms FROM sy_sliding_positions p
 		JOIN sy_sliding_conns c ON c.conn_nid = p.conn_nid
 		WHERE p.pos_nid = $1 AND c.user_id = $2 AND c.device_id = $3 AND c.conn_id = $4`,
-		posID, k.userID, k.deviceID, k.connID).Scan(&connNID, &raw)
+		posID, k.userID, k.deviceID, k.connID).Scan(&connNID, &raw, &lastUsed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, unknownPos()
 	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("read sliding sync position: %w", err)
+	}
+	now := time.Now()
+	unused := now.Sub(time.UnixMilli(lastUsed))
+	if unused > slidingConnExpiry {
+		err := st.db.WithTx(ctx, func(tx *sqlutil.Tx) error { return deleteSlidingConn(ctx, tx, `conn_nid = $1`, connNID) })
+		if err != nil {
+			return 0, nil, err
+		}
+		return 0, nil, unknownPos()
+	}
+	if unused > slidingTouchEvery {
+		if _, err := st.db.ExecContext(ctx, `UPDATE sy_sliding_conns SET last_used_ms = $1 WHERE conn_nid = $2`, now.UnixMilli(), connNID); err != nil {
+			return 0, nil, fmt.Errorf("mark sliding sync connection used: %w", err)
+		}
 	}
 	state = &slidingConnState{}
 	if err := json.Unmarshal([]byte(raw), state); err != nil {
@@ -150,6 +189,12 @@ func (st *store) slidingPosition(ctx context.Context, k slidingConnKey, posID in
 		state.Rooms = map[string]slidingRoomState{}
 	}
 	return connNID, state, nil
+}
+
+// sweepSlidingConns deletes every connection unused for slidingConnExpiry.
+func (st *store) sweepSlidingConns(ctx context.Context) error {
+	cutoff := time.Now().Add(-slidingConnExpiry).UnixMilli()
+	return st.db.WithTx(ctx, func(tx *sqlutil.Tx) error { return deleteSlidingConn(ctx, tx, `last_used_ms < $1`, cutoff) })
 }
 
 // saveSlidingPosition stores a new position of the connection and drops

@@ -34,6 +34,7 @@ type SyncAPI struct {
 	// neither stored nor sent (see presence.go).
 	presenceEnabled bool
 	push            *pushState // push rules, notification counts, pushers (push_consume.go)
+	history         historyBackfill // older history of federated rooms (messages_backfill.go)
 
 	done      chan struct{} // closed by Close: waiting syncs return
 	closeOnce sync.Once

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/chappe-matrix/chappe/internal/mxerr"
@@ -28,6 +30,9 @@ const (
 	maxToDeviceMessages = 10000
 	maxToDeviceContent  = 64 * 1024
 )
+
+// wakeConcurrency bounds the wake-ups one /sendToDevice publishes at once.
+const wakeConcurrency = 32
 
 // kinds of OutputMessage added for E2EE.
 const (
@@ -87,18 +92,19 @@ ON CONFLICT (sender, sender_device, txn_id) DO NOTHING`, req.Sender, req.SenderD
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return err // a retried transaction: already stored
 		}
-		for _, t := range targets {
-			pos, err := nextPos(ctx, tx)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO sy_to_device (pos, user_id, device_id, sender, type, content) VALUES ($1, $2, $3, $4, $5, $6)`,
-				pos, t.user, t.device, req.Sender, req.Type, string(t.content)); err != nil {
-				return fmt.Errorf("store to-device message: %w", err)
-			}
-			wake = append(wake, woken{t.user, pos})
+		if len(targets) == 0 {
+			return nil
 		}
-		return nil
+		first, err := reservePositions(ctx, tx, len(targets))
+		if err != nil {
+			return err
+		}
+		rows := make([]toDeviceRow, len(targets))
+		for i, t := range targets {
+			rows[i] = toDeviceRow{first + int64(i), t.user, t.device, string(t.content)}
+			wake = append(wake, woken{t.user, rows[i].pos})
+		}
+		return insertToDevice(ctx, tx, req.Sender, req.Type, rows)
 	})
 	if err != nil {
 		return nil, err
@@ -107,10 +113,72 @@ ON CONFLICT (sender, sender_device, txn_id) DO NOTHING`, req.Sender, req.SenderD
 	for _, w := range wake {
 		last[w.user] = max(last[w.user], w.pos)
 	}
+	// Each wake-up waits for its JetStream acknowledgement: published in
+	// turn, a message to a thousand users would wait for a thousand.
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, wakeConcurrency)
 	for user, pos := range last {
-		s.publish(ctx, &OutputMessage{Kind: kindToDevice, Pos: pos, UserID: user})
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			s.publish(ctx, &OutputMessage{Kind: kindToDevice, Pos: pos, UserID: user})
+		})
 	}
+	wg.Wait()
 	return &SendToDeviceResponse{}, nil
+}
+
+// reservePositions takes n consecutive sy_stream positions inside tx (as
+// n calls of nextPos would, in one statement) and returns the first.
+func reservePositions(ctx context.Context, tx *sqlutil.Tx, n int) (int64, error) {
+	var last int64
+	if err := tx.QueryRowContext(ctx, `UPDATE sy_stream SET pos = pos + $1 WHERE id = 1 RETURNING pos`, n).Scan(&last); err != nil {
+		return 0, fmt.Errorf("reserve %d sync stream positions: %w", n, err)
+	}
+	return last - int64(n) + 1, nil
+}
+
+// toDeviceRow is one message to store.
+type toDeviceRow struct {
+	pos          int64
+	user, device string
+	content      string
+}
+
+// insertBatchSizes are the row counts of the multi-row INSERTs that store
+// a request's messages: a request is cut greedily into batches of these
+// sizes, so that a thousand messages take two statements and the
+// statements have few distinct texts.
+var insertBatchSizes = []int{500, 100, 20, 5, 1}
+
+// insertToDevice stores messages of one sender and type.
+func insertToDevice(ctx context.Context, tx *sqlutil.Tx, sender, typ string, rows []toDeviceRow) error {
+	for len(rows) > 0 {
+		size := 1
+		for _, s := range insertBatchSizes {
+			if s <= len(rows) {
+				size = s
+				break
+			}
+		}
+		var q strings.Builder
+		q.WriteString(`INSERT INTO sy_to_device (pos, user_id, device_id, sender, type, content) VALUES `)
+		args := make([]any, 2, 2+4*size)
+		args[0], args[1] = sender, typ
+		for i, r := range rows[:size] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			n := 3 + 4*i
+			fmt.Fprintf(&q, "($%d, $%d, $%d, $1, $2, $%d)", n, n+1, n+2, n+3)
+			args = append(args, r.pos, r.user, r.device, r.content)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("store %d to-device messages: %w", size, err)
+		}
+		rows = rows[size:]
+	}
+	return nil
 }
 
 // prepareToDevice runs before a sync is built: it deletes the device's
@@ -186,11 +254,20 @@ func (s *SyncAPI) toDeviceEvents(ctx context.Context, userID, deviceID string, f
 		if err := rows.Scan(&sender, &typ, &content); err != nil {
 			return nil, fmt.Errorf("scan to-device message: %w", err)
 		}
-		ev, err := json.Marshal(map[string]any{"sender": sender, "type": typ, "content": json.RawMessage(content)})
+		ev, err := toDeviceEvent(sender, typ, content)
 		if err != nil {
-			return nil, fmt.Errorf("encode to-device message: %w", err)
+			return nil, err
 		}
 		out = append(out, ev)
 	}
 	return out, rows.Err()
+}
+
+// toDeviceEvent is a stored message as clients get it.
+func toDeviceEvent(sender, typ, content string) (json.RawMessage, error) {
+	ev, err := json.Marshal(map[string]any{"sender": sender, "type": typ, "content": json.RawMessage(content)})
+	if err != nil {
+		return nil, fmt.Errorf("encode to-device message: %w", err)
+	}
+	return ev, nil
 }

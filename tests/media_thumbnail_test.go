@@ -6,18 +6,17 @@ import (
 	"fmt"
 	"hash/crc32"
 	"image"
-	_ "image/gif"
+	"image/gif"
 	_ "image/jpeg"
 	_ "image/png"
-
-	_ "golang.org/x/image/webp"
+	"io"
 	"os"
 	"testing"
 
+	_ "golang.org/x/image/webp"
 	"maunium.net/go/mautrix"
 
 	"github.com/chappe-matrix/chappe/internal/testserver"
-
 	"github.com/chappe-matrix/chappe/mediaapi/mediatest"
 )
 
@@ -138,4 +137,58 @@ func bombPNGHeader(w, h uint32) []byte {
 		_ = binary.Write(&b, binary.BigEndian, crc.Sum32())
 	}
 	return b.Bytes()
+}
+
+// animated=true on an animated GIF gives an animated GIF thumbnail (every
+// frame, delays kept); without it, a still. Both are cached, apart.
+func TestMediaAnimatedThumbnails(t *testing.T) {
+	srv := testserver.New(t)
+	ctx := ctxT(t)
+	alice := srv.RegisterUser(t, "alice")
+	up := must[*mautrix.RespMediaUpload](t)(alice.UploadBytes(ctx, mediatest.AnimatedGIF(t, 480, 360, 8), "image/gif"))
+	get := func(w, h int, method string, animated bool) *httpResponse {
+		t.Helper()
+		resp, err := alice.DownloadThumbnail(ctx, up.ContentURI, h, w, mautrix.DownloadThumbnailExtra{Method: method, Animated: animated})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &httpResponse{Response: resp, body: body}
+	}
+	moving := get(300, 200, "scale", true)
+	if ct := moving.Header.Get("Content-Type"); ct != "image/gif" {
+		t.Fatalf("animated: %s", ct)
+	}
+	g, err := gif.DecodeAll(bytes.NewReader(moving.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Image) != 8 || g.Config.Width != 320 || g.Config.Height != 240 || g.Delay[7] != 80 {
+		t.Fatalf("animated thumbnail: %d frames of %dx%d, delays %v", len(g.Image), g.Config.Width, g.Config.Height, g.Delay)
+	}
+	if ct := get(300, 200, "scale", false).Header.Get("Content-Type"); ct != "image/png" {
+		t.Fatalf("still: %s", ct)
+	}
+	// A GIF smaller than asked is served as itself only when animation is
+	// wanted; otherwise its first frame, as a PNG of the same size.
+	small := must[*mautrix.RespMediaUpload](t)(alice.UploadBytes(ctx, mediatest.AnimatedGIF(t, 60, 40, 4), "image/gif"))
+	up = small
+	if r := get(96, 96, "crop", true); r.Header.Get("Content-Type") != "image/gif" || !bytes.Equal(r.body, mediatest.AnimatedGIF(t, 60, 40, 4)) {
+		t.Errorf("small, animated: %s", r.Header.Get("Content-Type"))
+	}
+	r := get(96, 96, "crop", false)
+	if cfg, format, err := image.DecodeConfig(bytes.NewReader(r.body)); err != nil || format != "png" || cfg.Width != 60 || cfg.Height != 40 {
+		t.Errorf("small, still: %s %dx%d %v", format, cfg.Width, cfg.Height, err)
+	}
+	// Cached: asking again stores nothing new.
+	before := storedBlobs(t, srv)
+	get(96, 96, "crop", false)
+	get(96, 96, "crop", true)
+	if after := storedBlobs(t, srv); after != before {
+		t.Errorf("regenerated: %d files, then %d", before, after)
+	}
 }

@@ -178,3 +178,25 @@ func callOperation(t *testing.T, client *http.Client, method, target, token stri
 	_ = json.Unmarshal(data, &e) // not every answer is JSON (media)
 	return resp.StatusCode, e.Errcode
 }
+
+// Every route of the federation listener is an operation of the
+// server-server spec.
+func TestFederationRoutesAreInTheSpec(t *testing.T) {
+	ops, err := specschema.OperationsOf(specDir, specschema.ServerServerDir)
+	if err != nil {
+		t.Skipf("matrix-spec not found beside the repository: %v", err)
+	}
+	srv := testserver.NewFederation(t, fedA)[0]
+	patterns := srv.Federation.Patterns()
+	if len(patterns) < 30 {
+		t.Fatalf("only %d federation routes: %v", len(patterns), patterns)
+	}
+	for _, pattern := range patterns {
+		if _, path := specschema.SplitPattern(pattern); strings.Contains(path, "/unstable/") {
+			continue
+		}
+		if !specschema.InSpec(pattern, ops) {
+			t.Errorf("federation route %q is not an operation of the server-server spec", pattern)
+		}
+	}
+}

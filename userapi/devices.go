@@ -71,6 +71,9 @@ func (u *UserAPI) startSession(ctx context.Context, userID string, req *LoginReq
 	if err := u.refuseLocked(ctx, userID); err != nil { // admin_flags.go
 		return nil, err
 	}
+	if err := u.refuseDehydratedLogin(ctx, userID, req.DeviceID); err != nil { // dehydrated.go
+		return nil, err
+	}
 	var issued issuedToken
 	err := u.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
 		var err error

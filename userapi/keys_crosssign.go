@@ -40,7 +40,7 @@ func parseCrossSigningKey(field string, raw json.RawMessage, userID, usage strin
 func (u *UserAPI) uploadCrossSigning(ctx context.Context, req *UploadCrossSigningRequest) (*UploadCrossSigningResponse, error) {
 	has := func(r json.RawMessage) bool { return len(r) > 0 && string(r) != "null" }
 	err := u.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
-		stored, err := readCrossSigning(ctx, tx.QueryContext, req.UserID, "", u)
+		stored, err := readCrossSigning(ctx, tx.QueryContext, req.UserID, "")
 		if err != nil {
 			return err
 		}
@@ -81,7 +81,9 @@ func (u *UserAPI) uploadCrossSigning(ctx context.Context, req *UploadCrossSignin
 		// (the spec's 403).
 		for _, pub := range pubs {
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM ua_devices WHERE user_id = $1 AND device_id = $2`, req.UserID, pub).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, `
+SELECT (SELECT COUNT(*) FROM ua_devices WHERE user_id = $1 AND device_id = $2)
+	+ (SELECT COUNT(*) FROM ua_dehydrated_devices WHERE user_id = $1 AND device_id = $2)`, req.UserID, pub).Scan(&n); err != nil {
 				return fmt.Errorf("check device IDs of %s: %w", req.UserID, err)
 			}
 			if n > 0 {

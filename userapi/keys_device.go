@@ -264,10 +264,26 @@ func (u *UserAPI) queryKeyCounts(ctx context.Context, req *QueryKeyCountsRequest
 	return resp, rows.Err()
 }
 
-// deleteDeviceKeys removes a deleted device's keys (all devices' when
-// deviceID is ""), inside the deletion's transaction, and announces the
-// change: other users' clients stop encrypting to the device.
+// deleteDeviceKeys removes a deleted session's keys (all devices' when
+// deviceID is "", the dehydrated device included), inside the deletion's
+// transaction, and announces the change: other users' clients stop
+// encrypting to the device. The dehydrated device is not a session: a
+// session deletion naming it leaves it alone (DELETE /dehydrated_device
+// removes it).
 func deleteDeviceKeys(ctx context.Context, tx *sqlutil.Tx, userID, deviceID string) error {
+	if deviceID == "" {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM ua_dehydrated_devices WHERE user_id = $1`, userID); err != nil {
+			return fmt.Errorf("delete dehydrated device of %s: %w", userID, err)
+		}
+	} else if dehydrated, err := isDehydratedDevice(ctx, tx, userID, deviceID); err != nil || dehydrated {
+		return err
+	}
+	return dropDeviceKeys(ctx, tx, userID, deviceID)
+}
+
+// dropDeviceKeys deletes a device's keys and the signatures over them (all
+// devices' keys when deviceID is "") and records the key change.
+func dropDeviceKeys(ctx context.Context, tx *sqlutil.Tx, userID, deviceID string) error {
 	cond, args := `user_id = $1`, []any{userID}
 	if deviceID != "" {
 		cond, args = `user_id = $1 AND device_id = $2`, []any{userID, deviceID}

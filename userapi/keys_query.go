@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/chappe-matrix/chappe/internal/mxerr"
@@ -17,6 +16,14 @@ func (u *UserAPI) queryKeys(ctx context.Context, req *QueryKeysRequest) (*QueryK
 	if len(req.DeviceKeys) > maxQueryUsers {
 		return nil, mxerr.InvalidParam("at most %d users per query", maxQueryUsers)
 	}
+	users := make([]string, 0, len(req.DeviceKeys))
+	for userID := range req.DeviceKeys {
+		users = append(users, userID)
+	}
+	ks, err := loadKeys(ctx, u.db.QueryContext, users, loadDevices|loadCrossSigning|loadSignatures)
+	if err != nil {
+		return nil, err
+	}
 	resp := &QueryKeysResponse{
 		DeviceKeys:      map[string]map[string]json.RawMessage{},
 		MasterKeys:      map[string]json.RawMessage{},
@@ -24,12 +31,12 @@ func (u *UserAPI) queryKeys(ctx context.Context, req *QueryKeysRequest) (*QueryK
 		UserSigningKeys: map[string]json.RawMessage{},
 	}
 	for userID, devices := range req.DeviceKeys {
-		keys, err := u.deviceKeysOf(ctx, userID, devices)
+		keys, err := ks.deviceKeys(userID, devices)
 		if err != nil {
 			return nil, err
 		}
 		resp.DeviceKeys[userID] = keys
-		cs, err := readCrossSigning(ctx, u.db.QueryContext, userID, req.Requester, u)
+		cs, err := ks.crossSigning(userID, req.Requester)
 		if err != nil {
 			return nil, err
 		}
@@ -47,40 +54,150 @@ func (u *UserAPI) queryKeys(ctx context.Context, req *QueryKeysRequest) (*QueryK
 	return resp, nil
 }
 
-// deviceKeysOf returns the user's devices' keys (the listed devices, or
-// all), with the signatures uploaded since and the device's display name.
-func (u *UserAPI) deviceKeysOf(ctx context.Context, userID string, devices []string) (map[string]json.RawMessage, error) {
-	rows, err := u.db.QueryContext(ctx, `
-SELECT k.device_id, k.key_json, COALESCE(d.display_name, '')
-FROM ua_device_keys k LEFT JOIN ua_devices d ON d.user_id = k.user_id AND d.device_id = k.device_id
-WHERE k.user_id = $1`, userID)
-	if err != nil {
-		return nil, fmt.Errorf("read device keys of %s: %w", userID, err)
+type queryFunc func(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+
+// storedDevice is a device's stored keys and display name.
+type storedDevice struct{ id, keyJSON, name string }
+
+// sigMap holds the signatures uploaded over one user's keys: target key
+// ID → signer → signer's key ID → signature.
+type sigMap map[string]map[string]map[string]string
+
+// storedKeys is what is stored about a set of users' keys, read with one
+// query per table however many users there are (a /keys/query for a
+// thousand users is three queries, not three thousand).
+type storedKeys struct {
+	devices map[string][]storedDevice
+	sigs    map[string]sigMap
+	cs      map[string]map[string]json.RawMessage // user → key type → key
+}
+
+// What loadKeys reads.
+const (
+	loadDevices = 1 << iota
+	loadCrossSigning
+	loadSignatures
+)
+
+func loadKeys(ctx context.Context, q queryFunc, users []string, what int) (*storedKeys, error) {
+	ks := &storedKeys{
+		devices: map[string][]storedDevice{},
+		sigs:    map[string]sigMap{},
+		cs:      map[string]map[string]json.RawMessage{},
 	}
-	type row struct{ id, keyJSON, name string }
-	var list []row
-	for rows.Next() {
-		var r row
-		if err := rows.Scan(&r.id, &r.keyJSON, &r.name); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("scan device keys of %s: %w", userID, err)
+	err := chunks(users, func(padded []string) error {
+		list, args := inList(1, len(padded)), stringArgs(padded)
+		if what&loadDevices != 0 {
+			if err := ks.readDevices(ctx, q, list, args); err != nil {
+				return err
+			}
 		}
-		list = append(list, r)
+		if what&loadCrossSigning != 0 {
+			if err := ks.readCrossSigning(ctx, q, list, args); err != nil {
+				return err
+			}
+		}
+		if what&loadSignatures != 0 {
+			return ks.readSignatures(ctx, q, list, args)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	rows.Close()
+	return ks, nil
+}
+
+// readDevices reads the device keys, with the device's display name (a
+// session's, or the dehydrated device's).
+func (ks *storedKeys) readDevices(ctx context.Context, q queryFunc, list string, args []any) error {
+	rows, err := q(ctx, `
+SELECT k.user_id, k.device_id, k.key_json, COALESCE(d.display_name, h.display_name, '')
+FROM ua_device_keys k
+LEFT JOIN ua_devices d ON d.user_id = k.user_id AND d.device_id = k.device_id
+LEFT JOIN ua_dehydrated_devices h ON h.user_id = k.user_id AND h.device_id = k.device_id
+WHERE k.user_id IN (`+list+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("read device keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var user string
+		var d storedDevice
+		if err := rows.Scan(&user, &d.id, &d.keyJSON, &d.name); err != nil {
+			return fmt.Errorf("scan device keys: %w", err)
+		}
+		ks.devices[user] = append(ks.devices[user], d)
+	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read device keys of %s: %w", userID, err)
+		return fmt.Errorf("read device keys: %w", err)
 	}
+	return nil
+}
+
+func (ks *storedKeys) readCrossSigning(ctx context.Context, q queryFunc, list string, args []any) error {
+	rows, err := q(ctx, `SELECT user_id, key_type, key_json FROM ua_cross_signing_keys WHERE user_id IN (`+list+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("read cross-signing keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var user, typ, js string
+		if err := rows.Scan(&user, &typ, &js); err != nil {
+			return fmt.Errorf("scan cross-signing key: %w", err)
+		}
+		if ks.cs[user] == nil {
+			ks.cs[user] = map[string]json.RawMessage{}
+		}
+		ks.cs[user][typ] = json.RawMessage(js)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read cross-signing keys: %w", err)
+	}
+	return nil
+}
+
+// readSignatures reads the signatures uploaded over the users' keys.
+func (ks *storedKeys) readSignatures(ctx context.Context, q queryFunc, list string, args []any) error {
+	rows, err := q(ctx, `SELECT target_user_id, target_key_id, signer_user_id, signer_key_id, signature FROM ua_key_signatures WHERE target_user_id IN (`+list+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("read signatures: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var user, target, signer, keyID, sig string
+		if err := rows.Scan(&user, &target, &signer, &keyID, &sig); err != nil {
+			return fmt.Errorf("scan signature: %w", err)
+		}
+		m := ks.sigs[user]
+		if m == nil {
+			m = sigMap{}
+			ks.sigs[user] = m
+		}
+		if m[target] == nil {
+			m[target] = map[string]map[string]string{}
+		}
+		if m[target][signer] == nil {
+			m[target][signer] = map[string]string{}
+		}
+		m[target][signer][keyID] = sig
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read signatures: %w", err)
+	}
+	return nil
+}
+
+// deviceKeys returns the user's devices' keys (the listed devices, or
+// all), with the signatures uploaded since and the device's display name.
+func (ks *storedKeys) deviceKeys(userID string, devices []string) (map[string]json.RawMessage, error) {
 	want := map[string]bool{}
 	for _, d := range devices {
 		want[d] = true
 	}
-	sigs, err := u.extraSignatures(ctx, u.db.QueryContext, userID)
-	if err != nil {
-		return nil, err
-	}
+	sigs := ks.sigs[userID]
 	out := map[string]json.RawMessage{}
-	for _, r := range list {
+	for _, r := range ks.devices[userID] {
 		if len(want) > 0 && !want[r.id] {
 			continue
 		}
@@ -88,13 +205,15 @@ WHERE k.user_id = $1`, userID)
 		if err != nil {
 			return nil, err
 		}
+		if r.name == "" {
+			out[r.id] = merged
+			continue
+		}
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(merged, &obj); err != nil {
 			return nil, fmt.Errorf("stored device keys of %s/%s: %w", userID, r.id, err)
 		}
-		if r.name != "" {
-			obj["unsigned"], _ = json.Marshal(map[string]string{"device_display_name": r.name})
-		}
+		obj["unsigned"], _ = json.Marshal(map[string]string{"device_display_name": r.name})
 		b, err := json.Marshal(obj)
 		if err != nil {
 			return nil, err
@@ -104,80 +223,25 @@ WHERE k.user_id = $1`, userID)
 	return out, nil
 }
 
-type queryFunc func(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-
-// extraSignatures reads the uploaded signatures over userID's keys:
-// target key ID → signer → signer's key ID → signature.
-func (u *UserAPI) extraSignatures(ctx context.Context, q queryFunc, userID string) (map[string]map[string]map[string]string, error) {
-	rows, err := q(ctx, `SELECT target_key_id, signer_user_id, signer_key_id, signature FROM ua_key_signatures WHERE target_user_id = $1`, userID)
-	if err != nil {
-		return nil, fmt.Errorf("read signatures over %s's keys: %w", userID, err)
-	}
-	defer rows.Close()
-	out := map[string]map[string]map[string]string{}
-	for rows.Next() {
-		var target, signer, keyID, sig string
-		if err := rows.Scan(&target, &signer, &keyID, &sig); err != nil {
-			return nil, fmt.Errorf("scan signature: %w", err)
+// crossSigning returns the user's cross-signing keys by type. With a
+// viewer, the signatures uploaded later are merged in: the owner's, and
+// the viewer's own (another user's user-signing signature says whom they
+// verified, which only they need to know, as Synapse also has it).
+func (ks *storedKeys) crossSigning(userID, viewer string) (map[string]json.RawMessage, error) {
+	stored := ks.cs[userID]
+	out := make(map[string]json.RawMessage, len(stored))
+	for typ, raw := range stored {
+		if viewer == "" {
+			out[typ] = raw
+			continue
 		}
-		if out[target] == nil {
-			out[target] = map[string]map[string]string{}
-		}
-		if out[target][signer] == nil {
-			out[target][signer] = map[string]string{}
-		}
-		out[target][signer][keyID] = sig
-	}
-	return out, rows.Err()
-}
-
-// crossSigningKeys reads the user's cross-signing keys by type; with
-// merged, the signatures uploaded later are added.
-func (u *UserAPI) crossSigningKeys(ctx context.Context, userID string, merged bool) (map[string]json.RawMessage, error) {
-	viewer := ""
-	if merged {
-		viewer = userID
-	}
-	return readCrossSigning(ctx, u.db.QueryContext, userID, viewer, u)
-}
-
-// readCrossSigning reads userID's cross-signing keys. With a viewer, the
-// signatures uploaded later are merged in: the owner's, and the viewer's
-// own (another user's user-signing signature says whom they verified,
-// which only they need to know, as Synapse also has it).
-func readCrossSigning(ctx context.Context, q queryFunc, userID, viewer string, u *UserAPI) (map[string]json.RawMessage, error) {
-	rows, err := q(ctx, `SELECT key_type, key_json FROM ua_cross_signing_keys WHERE user_id = $1`, userID)
-	if err != nil {
-		return nil, fmt.Errorf("read cross-signing keys of %s: %w", userID, err)
-	}
-	out := map[string]json.RawMessage{}
-	for rows.Next() {
-		var typ, js string
-		if err := rows.Scan(&typ, &js); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("scan cross-signing key: %w", err)
-		}
-		out[typ] = json.RawMessage(js)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read cross-signing keys of %s: %w", userID, err)
-	}
-	if viewer == "" || len(out) == 0 {
-		return out, nil
-	}
-	sigs, err := u.extraSignatures(ctx, q, userID)
-	if err != nil {
-		return nil, err
-	}
-	for typ, raw := range out {
 		var o signedObject
 		if err := json.Unmarshal(raw, &o); err != nil {
 			return nil, fmt.Errorf("stored %s key of %s: %w", typ, userID, err)
 		}
 		_, pub, _ := o.onlyKey()
 		visible := map[string]map[string]string{}
-		for signer, m := range sigs[pub] {
+		for signer, m := range ks.sigs[userID][pub] {
 			if signer == userID || signer == viewer {
 				visible[signer] = m
 			}
@@ -191,72 +255,44 @@ func readCrossSigning(ctx context.Context, q queryFunc, userID, viewer string, u
 	return out, nil
 }
 
+// deviceKeysOf returns one user's devices' keys (the listed devices, or
+// all), as /keys/query does.
+func (u *UserAPI) deviceKeysOf(ctx context.Context, userID string, devices []string) (map[string]json.RawMessage, error) {
+	ks, err := loadKeys(ctx, u.db.QueryContext, []string{userID}, loadDevices|loadSignatures)
+	if err != nil {
+		return nil, err
+	}
+	return ks.deviceKeys(userID, devices)
+}
+
+// crossSigningKeys reads the user's cross-signing keys by type; with
+// merged, the signatures uploaded later are added.
+func (u *UserAPI) crossSigningKeys(ctx context.Context, userID string, merged bool) (map[string]json.RawMessage, error) {
+	viewer := ""
+	if merged {
+		viewer = userID
+	}
+	return readCrossSigning(ctx, u.db.QueryContext, userID, viewer)
+}
+
+// readCrossSigning reads userID's cross-signing keys through q (a
+// transaction's, or the pool's), merged for viewer (see crossSigning).
+func readCrossSigning(ctx context.Context, q queryFunc, userID, viewer string) (map[string]json.RawMessage, error) {
+	what := loadCrossSigning
+	if viewer != "" {
+		what |= loadSignatures
+	}
+	ks, err := loadKeys(ctx, q, []string{userID}, what)
+	if err != nil {
+		return nil, err
+	}
+	return ks.crossSigning(userID, viewer)
+}
+
 func (u *UserAPI) queryCrossSigning(ctx context.Context, req *QueryCrossSigningRequest) (*QueryCrossSigningResponse, error) {
 	cs, err := u.crossSigningKeys(ctx, req.UserID, false)
 	if err != nil {
 		return nil, err
 	}
 	return &QueryCrossSigningResponse{Master: cs["master"], SelfSigning: cs["self_signing"], UserSigning: cs["user_signing"]}, nil
-}
-
-// claimKeys hands out one key per requested device: a one-time key, else
-// the fallback key (marked used; it is handed out again until replaced).
-func (u *UserAPI) claimKeys(ctx context.Context, req *ClaimKeysRequest) (*ClaimKeysResponse, error) {
-	if len(req.OneTimeKeys) > maxQueryUsers {
-		return nil, mxerr.InvalidParam("at most %d users per claim", maxQueryUsers)
-	}
-	resp := &ClaimKeysResponse{OneTimeKeys: map[string]map[string]map[string]json.RawMessage{}}
-	for userID, devices := range req.OneTimeKeys {
-		for deviceID, alg := range devices {
-			id, key, err := u.claimOne(ctx, userID, deviceID, alg)
-			if err != nil {
-				return nil, err
-			}
-			if id == "" {
-				continue
-			}
-			if resp.OneTimeKeys[userID] == nil {
-				resp.OneTimeKeys[userID] = map[string]map[string]json.RawMessage{}
-			}
-			resp.OneTimeKeys[userID][deviceID] = map[string]json.RawMessage{id: json.RawMessage(key)}
-		}
-	}
-	return resp, nil
-}
-
-// claimOne deletes one one-time key and returns it. The DELETE decides: of
-// two claims racing for the same row only one gets it back, and the loser
-// tries the next key, so a key is never handed out twice.
-func (u *UserAPI) claimOne(ctx context.Context, userID, deviceID, alg string) (string, string, error) {
-	for range 10 {
-		var id string
-		err := u.db.QueryRowContext(ctx, `SELECT key_id FROM ua_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 ORDER BY key_id LIMIT 1`,
-			userID, deviceID, alg).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			break
-		}
-		if err != nil {
-			return "", "", fmt.Errorf("find one-time key of %s/%s: %w", userID, deviceID, err)
-		}
-		var key string
-		err = u.db.QueryRowContext(ctx, `DELETE FROM ua_one_time_keys WHERE user_id = $1 AND device_id = $2 AND key_id = $3 RETURNING key_json`,
-			userID, deviceID, id).Scan(&key)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue // claimed by a concurrent request
-		}
-		if err != nil {
-			return "", "", fmt.Errorf("claim one-time key of %s/%s: %w", userID, deviceID, err)
-		}
-		return id, key, nil
-	}
-	var id, key string
-	err := u.db.QueryRowContext(ctx, `UPDATE ua_fallback_keys SET used = TRUE WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 RETURNING key_id, key_json`,
-		userID, deviceID, alg).Scan(&id, &key)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", "", nil
-	}
-	if err != nil {
-		return "", "", fmt.Errorf("claim fallback key of %s/%s: %w", userID, deviceID, err)
-	}
-	return id, key, nil
 }

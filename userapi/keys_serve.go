@@ -25,6 +25,7 @@ func (u *UserAPI) serveKeys() error {
 		UploadSignatures.Serve(u.bus, u.uploadSignatures),
 		BackupVersion.Serve(u.bus, u.backupVersion),
 		BackupKeys.Serve(u.bus, u.backupKeys),
+		DehydratedDevice.Serve(u.bus, u.dehydratedDevice),
 	)
 	if err != nil {
 		return err

@@ -138,7 +138,7 @@ func Migrate(ctx context.Context, db *sqlutil.DB) error {
 	if err := db.Migrate(ctx, "userapi", migrations); err != nil {
 		return fmt.Errorf("userapi: %w", err)
 	}
-	return nil
+	return migrateE2EE(ctx, db) // dehydrated_schema.go: the "userapi_e2ee" list
 }
 
 // userID builds the full user ID of a local account.

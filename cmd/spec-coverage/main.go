@@ -1,6 +1,6 @@
 // Command spec-coverage writes docs/spec-coverage.md: every operation of
-// the Matrix client-server API, grouped by spec file, and whether Chappe's
-// route table serves it. Run it from the repository root:
+// the Matrix client-server and server-server APIs, grouped by spec file,
+// and whether Chappe's route tables serve it. Run it from the repository root:
 //
 //	go run ./cmd/spec-coverage [-spec ../shared/matrix-spec] [-out docs/spec-coverage.md]
 package main
@@ -28,21 +28,31 @@ func main() {
 }
 
 func run(specDir, out string) error {
-	ops, err := specschema.Operations(specDir)
+	clientOps, err := specschema.OperationsOf(specDir, specschema.ClientServerDir)
+	if err != nil {
+		return err
+	}
+	fedOps, err := specschema.OperationsOf(specDir, specschema.ServerServerDir)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	patterns, err := server.RouteTable(ctx, config.Default())
+	clientRoutes, fedRoutes, err := server.RouteTables(ctx, config.Default())
 	if err != nil {
 		return err
 	}
-	report := buildReport(ops, specschema.NewRoutes(patterns))
-	if err := os.WriteFile(out, []byte(report.markdown()), 0o644); err != nil {
+	client := buildReport(clientOps, specschema.NewRoutes(clientRoutes))
+	client.title, client.apiDir = "Client-server API", specschema.ClientServerDir
+	fed := buildReport(fedOps, specschema.NewRoutes(fedRoutes))
+	fed.title, fed.apiDir = "Server-server API", specschema.ServerServerDir
+	doc := header + client.markdown() + "\n" + fed.markdown()
+	if err := os.WriteFile(out, []byte(doc), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", out, err)
 	}
-	fmt.Printf("%s: %d of %d current operations implemented (%.1f%%)\n",
-		out, report.implemented, report.current, report.percent())
+	for _, r := range []report{client, fed} {
+		fmt.Printf("%s: %s: %d of %d current operations implemented (%.1f%%)\n",
+			out, r.title, r.implemented, r.current, r.percent())
+	}
 	return nil
 }

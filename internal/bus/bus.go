@@ -104,6 +104,10 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	return b, nil
 }
 
+// EmbeddedMaxPayload is the largest message the embedded NATS takes. An
+// external cluster needs the same max_payload (docs/federation.md).
+const EmbeddedMaxPayload = 8 << 20
+
 func startEmbedded(opts Options) (*server.Server, error) {
 	if opts.StoreDir == "" {
 		return nil, fmt.Errorf("embedded nats needs a store directory")
@@ -119,6 +123,9 @@ func startEmbedded(opts Options) (*server.Server, error) {
 		NoSigs:     true,
 		NoLog:      true,
 		SyncAlways: opts.SyncAlways,
+		// The last message of a big room's remote join names every state
+		// event (100,000 event IDs are some 4.6 MB); NATS's default is 1 MB.
+		MaxPayload: EmbeddedMaxPayload,
 	}
 	if opts.Listen != "" {
 		host, port, err := splitHostPort(opts.Listen)

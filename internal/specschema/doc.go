@@ -8,3 +8,6 @@ package specschema
 // ClientServerDir is where the client-server API files are under a
 // matrix-spec checkout.
 const ClientServerDir = "data/api/client-server"
+
+// ServerServerDir is where the server-server (federation) API files are.
+const ServerServerDir = "data/api/server-server"

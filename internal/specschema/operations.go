@@ -27,12 +27,18 @@ var httpMethods = []string{"get", "put", "post", "delete", "patch", "head", "opt
 // matrix-spec checkout, files in name order and operations in file order
 // (the order the spec's own pages use).
 func Operations(specDir string) ([]Operation, error) {
-	files, err := filepath.Glob(filepath.Join(specDir, ClientServerDir, "*.yaml"))
+	return OperationsOf(specDir, ClientServerDir)
+}
+
+// OperationsOf reads every operation of one API (ClientServerDir,
+// ServerServerDir) as Operations does.
+func OperationsOf(specDir, apiDir string) ([]Operation, error) {
+	files, err := filepath.Glob(filepath.Join(specDir, apiDir, "*.yaml"))
 	if err != nil {
 		return nil, fmt.Errorf("list spec files: %w", err)
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("no OpenAPI files in %s", filepath.Join(specDir, ClientServerDir))
+		return nil, fmt.Errorf("no OpenAPI files in %s", filepath.Join(specDir, apiDir))
 	}
 	slices.Sort(files)
 	var ops []Operation

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"image"
 	"image/color"
+	"image/color/palette"
+	"image/draw"
 	"image/gif"
 	"image/jpeg"
 	"image/png"
@@ -39,6 +41,42 @@ func Encode(t testing.TB, format string, img image.Image) []byte {
 		t.Fatalf("mediatest: unknown format %q", format)
 	}
 	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// AnimatedGIF is a w x h animation of n frames: a square moving across a
+// gradient, the frames after the first covering only the part that
+// changed (with offsets, transparency and varied disposal, as real GIFs
+// do), each shown for 10 ms x (i+1).
+func AnimatedGIF(t testing.TB, w, h, n int) []byte {
+	t.Helper()
+	g := &gif.GIF{Config: image.Config{Width: w, Height: h, ColorModel: color.Palette(palette.WebSafe)}}
+	first := image.NewPaletted(image.Rect(0, 0, w, h), palette.WebSafe)
+	draw.Draw(first, first.Bounds(), Gradient(w, h), image.Point{}, draw.Src)
+	g.Image = append(g.Image, first)
+	g.Delay = append(g.Delay, 10)
+	g.Disposal = append(g.Disposal, gif.DisposalNone)
+	side := max(1, min(w, h)/4)
+	pal := append(color.Palette{color.Transparent}, palette.WebSafe[:200]...)
+	for i := 1; i < n; i++ {
+		x := (i * (w - side)) / max(1, n-1)
+		r := image.Rect(x, (h-side)/2, x+side, (h-side)/2+side)
+		f := image.NewPaletted(r, pal) // index 0: transparent
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for xx := r.Min.X; xx < r.Max.X; xx++ {
+				if (xx+y)%5 != 0 { // a few holes show the canvas below
+					f.SetColorIndex(xx, y, uint8(1+(i*7)%199))
+				}
+			}
+		}
+		g.Image = append(g.Image, f)
+		g.Delay = append(g.Delay, 10*(i+1))
+		g.Disposal = append(g.Disposal, []byte{gif.DisposalNone, gif.DisposalBackground, gif.DisposalPrevious}[i%3])
+	}
+	var b bytes.Buffer
+	if err := gif.EncodeAll(&b, g); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
