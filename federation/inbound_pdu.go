@@ -3,7 +3,10 @@ package federation
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -67,22 +70,48 @@ func (f *Federation) verifySignatures(ctx context.Context, ev gomatrixserverlib.
 }
 
 // verifyPDUs verifies events fetched from another server for roomID,
-// dropping (and logging) those that fail or belong to another room.
+// dropping (and logging) those that fail or belong to another room. The
+// checks (hashes, ed25519) are most of a big join's time: they run on
+// every core.
 func (f *Federation) verifyPDUs(ctx context.Context, roomID, roomVersion string, raws [][]byte) []gomatrixserverlib.PDU {
-	out := make([]gomatrixserverlib.PDU, 0, len(raws))
-	for _, raw := range raws {
-		ev, err := f.verifyPDU(ctx, roomVersion, raw)
+	checked := make([]gomatrixserverlib.PDU, len(raws))
+	onEveryCore(len(raws), func(i int) {
+		ev, err := f.verifyPDU(ctx, roomVersion, raws[i])
 		if err != nil {
 			f.log.Warn("dropped a fetched event", "room", roomID, "err", err)
-			continue
+			return
 		}
-		if ev.RoomID().String() != roomID {
-			f.log.Warn("dropped a fetched event of another room", "room", roomID, "event", ev.EventID())
-			continue
+		// The ID hashes the event: computed here, on every core, rather
+		// than by the first caller wanting it.
+		if id := ev.EventID(); ev.RoomID().String() != roomID {
+			f.log.Warn("dropped a fetched event of another room", "room", roomID, "event", id)
+			return
 		}
-		out = append(out, ev)
+		checked[i] = ev
+	})
+	out := make([]gomatrixserverlib.PDU, 0, len(raws))
+	for _, ev := range checked {
+		if ev != nil {
+			out = append(out, ev)
+		}
 	}
 	return out
+}
+
+// onEveryCore calls fn(0) … fn(n-1), spread over GOMAXPROCS goroutines.
+func onEveryCore(n int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // asBytes lists JSON values of any raw type (json.RawMessage, spec.RawJSON).

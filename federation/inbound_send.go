@@ -115,11 +115,14 @@ type roomPDUs struct {
 
 // processPDUs checks each PDU and gives each room's to the roomserver;
 // a PDU that fails gets its error in the answer, never the transaction.
+// The checks (hashes, signatures) of a transaction's PDUs run on every
+// core; each room's events keep the transaction's order.
 func (f *Federation) processPDUs(ctx context.Context, origin string, raws []json.RawMessage) map[string]pduResult {
 	results := make(map[string]pduResult, len(raws))
 	rooms := map[string]*roomPDUs{}
 	var order []string
-	for _, raw := range raws {
+	pduRoom := make([]string, len(raws)) // "" for a PDU dropped before its checks
+	for i, raw := range raws {
 		var head struct {
 			RoomID string `json:"room_id"`
 		}
@@ -127,10 +130,9 @@ func (f *Federation) processPDUs(ctx context.Context, origin string, raws []json
 			f.log.Warn("dropped a PDU without room_id", "origin", origin)
 			continue
 		}
-		room, ok := rooms[head.RoomID]
-		if !ok {
-			var err error
-			if room, err = f.roomForPDUs(ctx, head.RoomID, origin); err != nil {
+		if _, ok := rooms[head.RoomID]; !ok {
+			room, err := f.roomForPDUs(ctx, head.RoomID, origin)
+			if err != nil {
 				// No event ID without the room version: the PDU is dropped.
 				f.log.Warn("dropped a PDU", "origin", origin, "room", head.RoomID, "err", err)
 				continue
@@ -138,15 +140,29 @@ func (f *Federation) processPDUs(ctx context.Context, origin string, raws []json
 			rooms[head.RoomID] = room
 			order = append(order, head.RoomID)
 		}
-		ev, err := f.verifyPDU(ctx, room.version, raw)
-		if err != nil {
-			f.log.Warn("dropped a PDU", "origin", origin, "room", head.RoomID, "err", err)
+		pduRoom[i] = head.RoomID
+	}
+	evs := make([]gomatrixserverlib.PDU, len(raws))
+	errs := make([]error, len(raws))
+	onEveryCore(len(raws), func(i int) {
+		if pduRoom[i] != "" {
+			evs[i], errs[i] = f.verifyPDU(ctx, rooms[pduRoom[i]].version, raws[i])
+			if evs[i] != nil {
+				evs[i].EventID() // the hash, here on every core too
+			}
+		}
+	})
+	for i, ev := range evs {
+		if errs[i] != nil {
+			f.log.Warn("dropped a PDU", "origin", origin, "room", pduRoom[i], "err", errs[i])
 			if ev != nil {
-				results[ev.EventID()] = pduResult{Error: err.Error()}
+				results[ev.EventID()] = pduResult{Error: errs[i].Error()}
 			}
 			continue
 		}
-		room.events = append(room.events, ev)
+		if ev != nil {
+			rooms[pduRoom[i]].events = append(rooms[pduRoom[i]].events, ev)
+		}
 	}
 	for _, roomID := range order {
 		room := rooms[roomID]

@@ -113,12 +113,13 @@ func (f *Federation) backfillFrom(ctx context.Context, server, roomID, version s
 		return 0, err
 	}
 	stored := 0
-	for _, r := range res.Results {
+	for i, r := range res.Results {
 		switch r.Status {
 		case roomserver.InputAccepted:
 			stored++
 		case roomserver.InputMissing, roomserver.InputRejected:
-			f.log.Info("a backfilled event was not stored", "room", roomID, "event", r.EventID, "status", r.Status, "reason", r.Reason, "missing", r.Missing)
+			f.log.Info("a backfilled event was not stored", "room", roomID, "event", r.EventID, "type", evs[i].Type(),
+				"status", r.Status, "reason", r.Reason, "missing", r.Missing)
 		}
 	}
 	return stored, nil

@@ -125,6 +125,7 @@ func parseParallel(version gomatrixserverlib.IRoomVersion, raws []json.RawMessag
 	out := make([]gomatrixserverlib.PDU, len(raws))
 	parallelFor(len(raws), func(i int) {
 		if ev, err := version.NewEventFromTrustedJSON(raws[i], false); err == nil {
+			ev.EventID() // the hash, computed on first use: here, in parallel
 			out[i] = ev
 		}
 	})

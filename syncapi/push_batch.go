@@ -1,9 +1,11 @@
 package syncapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,15 +19,20 @@ import (
 // actually inserted, and read positions only move forward.
 const pushPositionEveryMS = 1000
 
-// Rows per multi-row statement: few distinct statement texts, each well
-// under the databases' bounds on parameters.
+// Rows per multi-row statement: few distinct statement texts, and few
+// parameters each (SQLite's driver looks each parameter's name up in a
+// list, a cost that grows with the square of their number).
 const (
-	notificationRowsPerInsert = 64
-	unreadRowsPerUpsert       = 128
+	notificationRowsPerInsert = 16
+	unreadRowsPerUpsert       = 32
 )
 
 // unreadKey is one (user, room, thread) of the unread counts.
 type unreadKey struct{ user, room, thread string }
+
+func compareKeys(a, b unreadKey) int {
+	return cmp.Or(strings.Compare(a.user, b.user), strings.Compare(a.room, b.room), strings.Compare(a.thread, b.thread))
+}
 
 // storedNote is a notification row the batch inserted (not one a
 // redelivered batch found there already).
@@ -54,19 +61,29 @@ func (s *SyncAPI) storePushBatch(ctx context.Context, done []*pushedEvent, last 
 	if notes == 0 && len(reads) == 0 && now-s.push.persistedMS.Load() < pushPositionEveryMS {
 		return nil
 	}
+	// Rows are locked in one order (read positions, then counts, each
+	// sorted), the receipts' order, so that on PostgreSQL a receipt and a
+	// batch wait for each other rather than deadlock. A sender's counts are
+	// counted again from the rows, this batch's included: they are not
+	// added to.
+	senders := make([]unreadKey, 0, len(reads))
+	for k := range reads {
+		senders = append(senders, k)
+	}
+	slices.SortFunc(senders, compareKeys)
 	var inserted []storedNote
 	err = s.store.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
 		var err error
 		if inserted, err = insertNotifications(ctx, tx, done, now); err != nil {
 			return err
 		}
-		if err := addUnread(ctx, tx, inserted); err != nil {
-			return err
-		}
-		for k, pos := range reads {
-			if err := markReadTx(ctx, tx, k.user, k.room, k.thread, pos); err != nil {
+		for _, k := range senders {
+			if err := markReadTx(ctx, tx, k.user, k.room, k.thread, reads[k]); err != nil {
 				return err
 			}
+		}
+		if err := addUnread(ctx, tx, inserted, reads); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE sy_push_position SET pos = $1 WHERE id = 1 AND pos < $1`, last); err != nil {
 			return fmt.Errorf("store push position: %w", err)
@@ -77,7 +94,7 @@ func (s *SyncAPI) storePushBatch(ctx context.Context, done []*pushedEvent, last 
 		return err
 	}
 	s.push.persistedMS.Store(now)
-	s.recountReadAhead(ctx, inserted, reads)
+	s.recountReadAhead(ctx, inserted)
 	return nil
 }
 
@@ -99,17 +116,41 @@ func (s *SyncAPI) senderReads(ctx context.Context, done []*pushedEvent) (map[unr
 			notified[unreadKey{n.UserID, pe.ev.RoomID, pe.thread}] = true
 		}
 	}
+	// The others: one query per room for the senders' unread threads.
+	byRoom := map[string][]string{}
 	for k := range reads {
-		if notified[k] {
-			continue
+		if !notified[k] {
+			byRoom[k.room] = append(byRoom[k.room], k.user)
 		}
-		var n int64
-		err := s.store.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(notify + highlight), 0) FROM sy_unread
-			WHERE user_id = $1 AND room_id = $2 AND thread_id = $3`, k.user, k.room, k.thread).Scan(&n)
-		if err != nil {
-			return nil, fmt.Errorf("unread counts of %s: %w", k.user, err)
+	}
+	unread := map[unreadKey]bool{}
+	for room, users := range byRoom {
+		for len(users) > 0 {
+			chunk := users[:min(len(users), maxInList)]
+			users = users[len(chunk):]
+			in, args := inList(2, chunk)
+			rows, err := s.store.db.QueryContext(ctx, `SELECT user_id, thread_id FROM sy_unread
+				WHERE room_id = $1 AND user_id IN (`+in+`) AND (notify > 0 OR highlight > 0)`, append([]any{room}, args...)...)
+			if err != nil {
+				return nil, fmt.Errorf("unread counts in %s: %w", room, err)
+			}
+			for rows.Next() {
+				k := unreadKey{room: room}
+				if err := rows.Scan(&k.user, &k.thread); err != nil {
+					rows.Close()
+					return nil, fmt.Errorf("unread counts in %s: %w", room, err)
+				}
+				unread[k] = true
+			}
+			err = rows.Err()
+			rows.Close()
+			if err != nil {
+				return nil, fmt.Errorf("unread counts in %s: %w", room, err)
+			}
 		}
-		if n == 0 {
+	}
+	for k := range reads {
+		if !notified[k] && !unread[k] {
 			delete(reads, k)
 		}
 	}
@@ -160,12 +201,16 @@ func insertNotifications(ctx context.Context, tx *sqlutil.Tx, done []*pushedEven
 	return out, nil
 }
 
-// addUnread adds the inserted notifications to the unread counts.
-func addUnread(ctx context.Context, tx *sqlutil.Tx, inserted []storedNote) error {
+// addUnread adds the inserted notifications to the unread counts, but
+// for the keys counted again in the transaction.
+func addUnread(ctx context.Context, tx *sqlutil.Tx, inserted []storedNote, recounted map[unreadKey]int64) error {
 	type count struct{ notify, highlight int64 }
 	sums := map[unreadKey]*count{}
 	var order []unreadKey
 	for _, n := range inserted {
+		if _, ok := recounted[n.key]; ok {
+			continue
+		}
 		c := sums[n.key]
 		if c == nil {
 			c = &count{}
@@ -177,6 +222,7 @@ func addUnread(ctx context.Context, tx *sqlutil.Tx, inserted []storedNote) error
 			c.highlight++
 		}
 	}
+	slices.SortFunc(order, compareKeys)
 	for len(order) > 0 {
 		chunk := order[:min(len(order), unreadRowsPerUpsert)]
 		order = order[len(chunk):]
@@ -222,7 +268,7 @@ func valuesList(rows [][]any) (string, []any) {
 // while the batch's transaction ran, so that the transaction could not
 // see it. Read positions only move forward, so reading them after the
 // commit sees every receipt the counts may have missed.
-func (s *SyncAPI) recountReadAhead(ctx context.Context, inserted []storedNote, recounted map[unreadKey]int64) {
+func (s *SyncAPI) recountReadAhead(ctx context.Context, inserted []storedNote) {
 	type userRoom struct{ user, room string }
 	first := map[userRoom]map[string]int64{} // thread → the oldest notification inserted
 	byRoom := map[string][]string{}
@@ -273,9 +319,6 @@ func (s *SyncAPI) recountReadAhead(ctx context.Context, inserted []storedNote, r
 				return
 			}
 		}
-	}
-	for k := range recounted {
-		delete(stale, userRoom{k.user, k.room})
 	}
 	for ur := range stale {
 		err := s.store.db.WithTx(ctx, func(tx *sqlutil.Tx) error { return recountTx(ctx, tx, ur.user, ur.room, "") })

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -69,11 +67,7 @@ func (s *SyncAPI) startPush(ctx context.Context, r *httputil.Router) error {
 		return fmt.Errorf("listen to push rule changes: %w", err)
 	}
 	s.subs = append(s.subs, rulesSub)
-	pace := pushBatchPace
-	if v, err := strconv.ParseFloat(os.Getenv("CHAPPE_PUSH_PACE"), 64); err == nil { // EXPERIMENT, remove
-		pace = v
-	}
-	sub, err := roomserver.Output.ConsumeDurableBatch(ctx, s.bus, pushDurable, pushBatchSize, s.onPushBatch, bus.BatchPace(pace))
+	sub, err := roomserver.Output.ConsumeDurableBatch(ctx, s.bus, pushDurable, pushBatchSize, s.onPushBatch, bus.BatchPace(pushBatchPace))
 	if err != nil {
 		return fmt.Errorf("listen to room events for push: %w", err)
 	}

@@ -117,7 +117,8 @@ func markReadTx(ctx context.Context, q sqlutil.Querier, userID, roomID, thread s
 // the thread's read position or the unthreaded one, whichever is further.
 // Read positions only move forward, so a thread without unread
 // notifications keeps none; each count reads the unread rows only
-// (sy_notifications_thread).
+// (sy_notifications_thread), those the calling transaction inserted
+// included.
 func recountTx(ctx context.Context, q sqlutil.Querier, userID, roomID, thread string) error {
 	reads, err := readPositions(ctx, q, userID, roomID)
 	if err != nil {
@@ -131,12 +132,10 @@ func recountTx(ctx context.Context, q sqlutil.Querier, userID, roomID, thread st
 		}
 	}
 	for _, t := range threads {
-		_, err := q.ExecContext(ctx, `UPDATE sy_unread SET
-			notify = (SELECT COUNT(*) FROM sy_notifications n
-				WHERE n.user_id = $1 AND n.room_id = $2 AND n.thread_id = $3 AND n.pos > $4),
-			highlight = (SELECT COUNT(*) FROM sy_notifications n
-				WHERE n.user_id = $1 AND n.room_id = $2 AND n.thread_id = $3 AND n.pos > $4 AND n.highlight = 1)
-			WHERE user_id = $1 AND room_id = $2 AND thread_id = $3`,
+		_, err := q.ExecContext(ctx, `INSERT INTO sy_unread (user_id, room_id, thread_id, notify, highlight)
+			SELECT $1, $2, $3, COUNT(*), COALESCE(SUM(n.highlight), 0) FROM sy_notifications n
+			WHERE n.user_id = $1 AND n.room_id = $2 AND n.thread_id = $3 AND n.pos > $4
+			ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET notify = excluded.notify, highlight = excluded.highlight`,
 			userID, roomID, t, max(reads[""], reads[t]))
 		if err != nil {
 			return fmt.Errorf("count unread notifications: %w", err)

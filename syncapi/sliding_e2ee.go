@@ -129,7 +129,9 @@ func (sb *slidingBuilder) holdDeviceLists() {
 // a second has passed: the counts then follow in a later response, as
 // the connection records the counts it sent of each room). Threads are
 // counted with their room, as /sync does without
-// unread_thread_notifications, which Element X does not ask for.
+// unread_thread_notifications: MSC4186 has no per-thread counts, and
+// Synapse's sliding sync sends none (its room counts are always 0;
+// Element X counts from receipts itself).
 func (sb *slidingBuilder) loadUnread(ctx context.Context, configs map[string]*slidingRoomConfig) error {
 	s := sb.api
 	sb.unread = map[string]unreadNotifications{}

@@ -34,10 +34,11 @@ type SyncAPI struct {
 	// neither stored nor sent (see presence.go).
 	presenceEnabled bool
 	push            *pushState // push rules, notification counts, pushers (push_consume.go)
-	history         historyBackfill // older history of federated rooms (messages_backfill.go)
 
 	done      chan struct{} // closed by Close: waiting syncs return
 	closeOnce sync.Once
+
+	history historyBackfill // older history of federated rooms (messages_backfill.go)
 }
 
 // New migrates syncapi's tables, starts listening to the roomserver's

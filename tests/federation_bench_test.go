@@ -11,10 +11,12 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,9 +73,24 @@ func benchProfile(t *testing.T, name string) func() {
 	if err := pprof.StartCPUProfile(cpu); err != nil {
 		t.Fatal(err)
 	}
+	// An execution trace shows the waits (database, bus) a CPU profile
+	// does not: go tool trace -pprof=net|sync|syscall.
+	var traceFile *os.File
+	if os.Getenv("CHAPPE_FED_BENCH_TRACE") == "1" {
+		if traceFile, err = os.Create(filepath.Join(dir, name+".trace")); err != nil {
+			t.Fatal(err)
+		}
+		if err := trace.Start(traceFile); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return func() {
 		pprof.StopCPUProfile()
 		_ = cpu.Close()
+		if traceFile != nil {
+			trace.Stop()
+			_ = traceFile.Close()
+		}
 		heap, err := os.Create(filepath.Join(dir, name+".heap.pprof"))
 		if err != nil {
 			t.Fatal(err)
@@ -177,6 +194,17 @@ func procStatus(field string) uint64 {
 	return 0
 }
 
+// cpuTime is the CPU time this process used so far (user + system):
+// on a shared machine, the CPU a piece of work costs says more than its
+// wall time. A PostgreSQL or NATS server outside is not counted.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // percentile of sorted durations (nearest rank).
 func percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
@@ -196,10 +224,24 @@ func chappeWithFakes(t *testing.T, fakes ...*fakeRemote) *testserver.Server {
 
 // 1. A local user joins, through a remote resident server, a room of
 // 10,000 members and 100,000 state events: wall time of the client's
-// /join and the memory of the process.
+// /join and the memory of the process. CHAPPE_FED_BENCH_JOIN_SIZES lists
+// the room sizes to try (state events; a tenth of them members).
 func TestFederationBenchJoin(t *testing.T) {
 	fedBench(t)
-	members, others := benchInt("MEMBERS", 10000), benchInt("STATE", 90000)
+	sizes := os.Getenv("CHAPPE_FED_BENCH_JOIN_SIZES")
+	if sizes == "" {
+		sizes = "100000"
+	}
+	for _, field := range strings.Split(sizes, ",") {
+		size, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || size < 100 {
+			t.Fatalf("CHAPPE_FED_BENCH_JOIN_SIZES: %q", field)
+		}
+		t.Run(strconv.Itoa(size), func(t *testing.T) { benchJoin(t, size/10, size-size/10) })
+	}
+}
+
+func benchJoin(t *testing.T, members, others int) {
 	fake := newFakeRemote(t, "distant.test")
 	room := fake.bigRoom(t, members, others)
 	roomID := room.b.roomID
@@ -209,15 +251,22 @@ func TestFederationBenchJoin(t *testing.T) {
 	ctx := benchCtx(t, 10*time.Minute)
 
 	watch := startMemWatch()
-	stopProfile := benchProfile(t, "join")
+	stopProfile := benchProfile(t, fmt.Sprintf("join-%d-%s", members+others, dbKind()))
 	load := loadAverage()
+	cpu0 := cpuTime()
 	start := time.Now()
 	resp, err := cli.JoinRoom(ctx, roomID, &mautrix.ReqJoinRoom{Via: []string{fake.name}})
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	stopProfile()
 	mem := watch.stop()
+	since := func(at int64) time.Duration { return time.Unix(0, at).Sub(start).Round(time.Millisecond) }
+	t.Logf("make_join at %s, send_join at %s, its answer written at %s, /join answered at %s",
+		since(fake.makeJoinAt.Load()), since(fake.sendJoinAt.Load()), since(fake.answeredAt.Load()), elapsed.Round(time.Millisecond))
+	line := fmt.Sprintf("FEDBENCH join members=%d state=%d db=%s time=%s cpu=%s load=[%s] %s", members, members+others+5, dbKind(),
+		elapsed.Round(time.Millisecond), cpu.Round(time.Millisecond), load, mem)
 	if err != nil {
-		t.Fatalf("join after %s: %v", elapsed, err)
+		t.Fatalf("%s: join failed: %v", line, err)
 	}
 	if string(resp.RoomID) != roomID {
 		t.Fatalf("joined %s, not %s", resp.RoomID, roomID)
@@ -240,9 +289,7 @@ func TestFederationBenchJoin(t *testing.T) {
 	if _, ok := sync.Rooms.Join[resp.RoomID]; !ok {
 		t.Fatal("the joined room is not in the initial sync")
 	}
-	t.Logf("FEDBENCH join members=%d state=%d db=%s time=%s load=[%s] %s; joined_members %s; initial sync %s",
-		members, members+others+5, dbKind(), elapsed.Round(time.Millisecond), load, mem,
-		membersTime.Round(time.Millisecond), syncTime.Round(time.Millisecond))
+	t.Logf("%s; joined_members %s; initial sync %s", line, membersTime.Round(time.Millisecond), syncTime.Round(time.Millisecond))
 }
 
 func dbKind() string {
@@ -293,12 +340,13 @@ func TestFederationBenchFanout(t *testing.T) {
 	var all []time.Duration
 	load := loadAverage()
 	stopProfile := benchProfile(t, "fanout")
+	var echoes []time.Duration // the sender's own /sync: the local part of the way
 	for r := range rounds {
 		body := fmt.Sprintf("mesure %d", r)
-		lat := make([]time.Duration, n-1)
+		lat := make([]time.Duration, n)
 		var wg sync.WaitGroup
 		t0 := time.Now()
-		for i, u := range users[1:] {
+		for i, u := range users {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -316,15 +364,19 @@ func TestFederationBenchFanout(t *testing.T) {
 		if t.Failed() {
 			t.FailNow()
 		}
-		slices.Sort(lat)
-		t.Logf("round %d: p50 %s max %s", r, percentile(lat, 0.5).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
-		all = append(all, lat...)
+		echoes = append(echoes, lat[0])
+		remote := lat[1:]
+		slices.Sort(remote)
+		t.Logf("round %d: sender's own sync %s; others p50 %s max %s", r, lat[0].Round(time.Millisecond),
+			percentile(remote, 0.5).Round(time.Millisecond), remote[len(remote)-1].Round(time.Millisecond))
+		all = append(all, remote...)
 	}
 	stopProfile()
 	slices.Sort(all)
-	t.Logf("FEDBENCH fanout servers=%d db=%s rounds=%d p50=%s p90=%s max=%s load=[%s] RSS=%.0fMiB", n, dbKind(), rounds,
+	slices.Sort(echoes)
+	t.Logf("FEDBENCH fanout servers=%d db=%s rounds=%d p50=%s p90=%s max=%s (sender's own sync p50=%s) load=[%s] RSS=%.0fMiB", n, dbKind(), rounds,
 		percentile(all, 0.5).Round(time.Millisecond), percentile(all, 0.9).Round(time.Millisecond), all[len(all)-1].Round(time.Millisecond),
-		load, float64(procStatus("VmRSS"))/(1<<20))
+		percentile(echoes, 0.5).Round(time.Millisecond), load, float64(procStatus("VmRSS"))/(1<<20))
 }
 
 // inboundRun is one room's share of a /send run: transactions prepared
@@ -404,8 +456,10 @@ func TestFederationBenchInbound(t *testing.T) {
 	}{{"sequential", seq}, {"one-origin-4-rooms", oneOrigin}, {"4-origins", manyOrigins}} {
 		runtime.GC()
 		load := loadAverage()
-		stopProfile := benchProfile(t, "send-"+c.name)
+		stopProfile := benchProfile(t, "send-"+c.name+"-"+dbKind())
+		cpu0 := cpuTime()
 		total, elapsed, lat := sendRuns(t, ctx, c.name, c.runs)
+		cpu := cpuTime() - cpu0
 		stopProfile()
 		for _, run := range c.runs {
 			if _, err := reader.GetEvent(ctx, id.RoomID(run.roomID), id.EventID(run.last)); err != nil {
@@ -413,9 +467,13 @@ func TestFederationBenchInbound(t *testing.T) {
 			}
 		}
 		slices.Sort(lat)
-		t.Logf("FEDBENCH send %s db=%s pdus=%d time=%s rate=%.0f PDUs/s txn p50=%s max=%s load=[%s]", c.name, dbKind(), total,
+		// The process's CPU per PDU includes signing and sending on the
+		// fake's side (a small share) and what ROOM_OUTPUT's consumers did
+		// meanwhile.
+		t.Logf("FEDBENCH send %s db=%s pdus=%d time=%s rate=%.0f PDUs/s txn p50=%s max=%s cpu=%s (%.2f ms/PDU) load=[%s]", c.name, dbKind(), total,
 			elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(),
-			percentile(lat, 0.5).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), load)
+			percentile(lat, 0.5).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond),
+			cpu.Round(time.Millisecond), float64(cpu.Microseconds())/1000/float64(total), load)
 	}
 }
 

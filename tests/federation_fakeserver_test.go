@@ -54,6 +54,9 @@ type fakeRemote struct {
 	rooms map[string]*fakeRoom
 
 	received atomic.Int64 // transactions Chappe sent it
+	// When Chappe's make_join and send_join came, and when the send_join
+	// answer was written (Unix ns), to split a join's time.
+	makeJoinAt, sendJoinAt, answeredAt atomic.Int64
 	toChappe *http.Client // set by connect
 	chappe   *testserver.Server
 }
@@ -156,6 +159,7 @@ func (f *fakeRemote) onMakeJoin(w http.ResponseWriter, r *http.Request) {
 		fakeAnswer(w, http.StatusNotFound, map[string]string{"errcode": "M_NOT_FOUND", "error": "no such room"})
 		return
 	}
+	f.makeJoinAt.Store(time.Now().UnixNano())
 	userID := r.PathValue("userId")
 	room.mu.Lock()
 	b := room.b
@@ -177,6 +181,8 @@ func (f *fakeRemote) onSendJoin(w http.ResponseWriter, r *http.Request) {
 		fakeAnswer(w, http.StatusNotFound, map[string]string{"errcode": "M_NOT_FOUND", "error": "no such room"})
 		return
 	}
+	f.sendJoinAt.Store(time.Now().UnixNano())
+	defer func() { f.answeredAt.Store(time.Now().UnixNano()) }()
 	body, err := io.ReadAll(r.Body)
 	var join gomatrixserverlib.PDU
 	if err == nil {

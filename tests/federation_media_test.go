@@ -19,12 +19,7 @@ import (
 // a user of another, through the federation media API; the second fetch
 // comes from the cache; unknown remote media is 404.
 func TestFederationRemoteMedia(t *testing.T) {
-	servers := testserver.NewFederation(t, fedA, fedB)
-	a, b := servers[0], servers[1]
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	alice := a.RegisterUser(t, "alice")
-	bob := b.RegisterUser(t, "bob")
+	ctx, a, alice, bob := twoMinistries(t)
 
 	content := bytes.Repeat([]byte("chappe "), 200_000) // 1.4 MB
 	up := must[*mautrix.RespMediaUpload](t)(alice.UploadBytes(ctx, content, "application/pdf"))
@@ -51,12 +46,7 @@ func TestFederationRemoteMedia(t *testing.T) {
 }
 
 func TestFederationRemoteThumbnail(t *testing.T) {
-	servers := testserver.NewFederation(t, fedA, fedB)
-	a, b := servers[0], servers[1]
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	alice := a.RegisterUser(t, "alice")
-	bob := b.RegisterUser(t, "bob")
+	ctx, _, alice, bob := twoMinistries(t)
 	img := mediatest.Encode(t, "image/png", mediatest.Gradient(640, 480))
 	up := must[*mautrix.RespMediaUpload](t)(alice.UploadBytes(ctx, img, "image/png"))
 	resp, err := thumb(ctx, bob, up, 96, 96, "crop")
@@ -71,4 +61,14 @@ func TestFederationRemoteThumbnail(t *testing.T) {
 	if !errors.As(err, &httpErr) || httpErr.RespError == nil || httpErr.RespError.ErrCode != "M_NOT_FOUND" {
 		t.Fatalf("unknown remote media: %v", err)
 	}
+}
+
+// twoMinistries starts ministere-a and ministere-b with alice on A and bob
+// on B.
+func twoMinistries(t *testing.T) (context.Context, *testserver.Server, *mautrix.Client, *mautrix.Client) {
+	t.Helper()
+	servers := testserver.NewFederation(t, fedA, fedB)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx, servers[0], servers[0].RegisterUser(t, "alice"), servers[1].RegisterUser(t, "bob")
 }

@@ -10,8 +10,10 @@ import (
 )
 
 // Two ministries' servers as separate `chappe serve` processes, each with
-// its own database and embedded NATS, federating over TLS as deployed:
-// a direct chat with an invite across them, the join, messages both ways.
+// its own storage and bus (SQLite and embedded NATS; a PostgreSQL schema
+// and a NATS subject prefix when the tests run on PostgreSQL), federating
+// over TLS as deployed: a direct chat with an invite across them, the
+// join, messages both ways.
 func TestFederationAcrossOSProcesses(t *testing.T) {
 	bin := buildChappeOrSkip(t)
 	procs := startFederationProcesses(t, bin, fedA, fedB)

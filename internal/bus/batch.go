@@ -57,10 +57,12 @@ func (t Topic[T]) ConsumeDurableBatch(ctx context.Context, b *Bus, durable strin
 	go func() {
 		defer close(sub.done)
 		for runCtx.Err() == nil {
-			msgs, err := nextBatch(cons, size)
+			msgs, err := nextBatch(runCtx, cons, size)
 			if err != nil {
-				b.log.Warn("fetch failed", "stream", t.Stream, "consumer", durable, "err", err)
-				sleepCtx(runCtx, 250*time.Millisecond)
+				if runCtx.Err() == nil {
+					b.log.Warn("fetch failed", "stream", t.Stream, "consumer", durable, "err", err)
+					sleepCtx(runCtx, 250*time.Millisecond)
+				}
 				continue
 			}
 			if len(msgs) == 0 {
@@ -103,15 +105,20 @@ const maxPaceWait = 50 * time.Millisecond
 const maxBatch = 10_000
 
 // nextBatch takes what is pending, up to size, at once; when nothing is, it
-// waits up to fetchWait for one message and then takes what else arrived
-// meanwhile. Each pull request is complete when this returns, so a Nak
-// while stopping is never redelivered into an open request.
-func nextBatch(cons jetstream.Consumer, size int) ([]jetstream.Msg, error) {
+// waits up to fetchWait (or until ctx ends) for one message and then takes
+// what else arrived meanwhile. Each pull request is complete when this
+// returns.
+func nextBatch(ctx context.Context, cons jetstream.Consumer, size int) ([]jetstream.Msg, error) {
 	msgs, err := collect(cons.FetchNoWait(size))
 	if err != nil || len(msgs) > 0 {
 		return msgs, err
 	}
-	if msgs, err = collect(cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))); err != nil || len(msgs) == 0 || size == 1 {
+	batch, done, err := fetchOne(ctx, cons)
+	msgs, err = collect(batch, err)
+	if done != nil {
+		done()
+	}
+	if err != nil || len(msgs) == 0 || size == 1 {
 		return msgs, err
 	}
 	// Failing to take more is no reason to hold back the one taken.

@@ -94,10 +94,11 @@ func (t Topic[T]) ConsumeNew(ctx context.Context, b *Bus, h Handler[T]) (Subscri
 }
 
 // consume runs the delivery loop. Durable consumers fetch in bounded pull
-// requests (fetchWait): on Stop the loop lets the current request expire
-// and hands back (Nak) whatever it brought, so no message is left pending
-// on a consumer that is gone and a restarted one resumes at once instead
-// of after AckWait. Ordered consumers have nothing to hand back.
+// requests (fetchWait) that Stop cancels at once; what a delivery held is
+// handed back (Nak). A message the server sent into a request just
+// cancelled waits AckWait before it is delivered again, so a consumer
+// restarted at that moment resumes a few seconds later. Ordered consumers
+// have nothing to hand back.
 func (t Topic[T]) consume(b *Bus, cons jetstream.Consumer, name string, h Handler[T], ack bool) (Subscription, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sub := &subscription{cancel: cancel, done: make(chan struct{}), untrack: func() { b.lag.untrack(name) }}
@@ -107,15 +108,18 @@ func (t Topic[T]) consume(b *Bus, cons jetstream.Consumer, name string, h Handle
 			for ctx.Err() == nil {
 				// One message per pull request: a Nak while stopping
 				// must not be redelivered into a request still open.
-				batch, err := cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
+				batch, done, err := fetchOne(ctx, cons)
 				if err != nil {
-					b.log.Warn("fetch failed", "stream", t.Stream, "consumer", name, "err", err)
-					sleepCtx(ctx, 250*time.Millisecond)
+					if ctx.Err() == nil {
+						b.log.Warn("fetch failed", "stream", t.Stream, "consumer", name, "err", err)
+						sleepCtx(ctx, 250*time.Millisecond)
+					}
 					continue
 				}
 				for msg := range batch.Messages() {
 					t.deliver(ctx, b, msg, h, true)
 				}
+				done()
 			}
 		}()
 	} else {
@@ -134,8 +138,20 @@ func (t Topic[T]) consume(b *Bus, cons jetstream.Consumer, name string, h Handle
 	return sub, nil
 }
 
+// fetchOne opens a pull request for one message, ended by ctx or after
+// fetchWait. The caller drains the batch's messages, then calls done.
+func fetchOne(ctx context.Context, cons jetstream.Consumer) (batch jetstream.MessageBatch, done func(), err error) {
+	fetchCtx, cancel := context.WithTimeout(ctx, fetchWait)
+	batch, err = cons.Fetch(1, jetstream.FetchContext(fetchCtx))
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return batch, cancel, nil
+}
+
 const (
-	// fetchWait bounds a pull request, and so how long Stop waits.
+	// fetchWait bounds a pull request.
 	fetchWait = time.Second
 	// ackWait is how long a delivered message may go unacknowledged
 	// before JetStream gives it again.
