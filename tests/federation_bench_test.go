@@ -289,7 +289,8 @@ func benchJoin(t *testing.T, members, others int) {
 	if _, ok := sync.Rooms.Join[resp.RoomID]; !ok {
 		t.Fatal("the joined room is not in the initial sync")
 	}
-	t.Logf("%s; joined_members %s; initial sync %s", line, membersTime.Round(time.Millisecond), syncTime.Round(time.Millisecond))
+	t.Logf("%s; joined_members %s; initial sync %s; transactions sent to the resident %d", line,
+		membersTime.Round(time.Millisecond), syncTime.Round(time.Millisecond), fake.received.Load())
 }
 
 func dbKind() string {

@@ -43,7 +43,6 @@ import (
 
 // fakeRemote is one remote server.
 type fakeRemote struct {
-	t      testing.TB
 	name   string
 	keyID  string
 	key    ed25519.PrivateKey
@@ -57,7 +56,9 @@ type fakeRemote struct {
 	// When Chappe's make_join and send_join came, and when the send_join
 	// answer was written (Unix ns), to split a join's time.
 	makeJoinAt, sendJoinAt, answeredAt atomic.Int64
-	toChappe *http.Client // set by connect
+
+	// Set by connectFakes: the way to Chappe.
+	toChappe *http.Client
 	chappe   *testserver.Server
 }
 
@@ -67,7 +68,7 @@ func newFakeRemote(t testing.TB, name string) *fakeRemote {
 	t.Helper()
 	seed := sha256.Sum256([]byte("chappe federation bench " + name))
 	f := &fakeRemote{
-		t: t, name: name, keyID: "ed25519:bench",
+		name: name, keyID: "ed25519:bench",
 		key:   ed25519.NewKeyFromSeed(seed[:]),
 		rooms: map[string]*fakeRoom{},
 	}
