@@ -170,9 +170,9 @@ func TestStoreInvite(t *testing.T) {
 		if _, err := StoreInvite.Call(env.ctx, env.bus, &StoreInviteRequest{RoomVersion: "12", Event: invite.JSON()}); err != nil {
 			t.Fatal(err)
 		}
-		// Not an invite: refused.
-		leave := r.build(d.clone(), carol, spec.MRoomMember, &carol, map[string]string{"membership": "leave"})
-		_, err = StoreInvite.Call(env.ctx, env.bus, &StoreInviteRequest{RoomVersion: "12", Event: leave.JSON()})
+		// Not an out-of-room membership (invite, leave, knock): refused.
+		join := r.build(d.clone(), carol, spec.MRoomMember, &carol, map[string]string{"membership": "join"})
+		_, err = StoreInvite.Call(env.ctx, env.bus, &StoreInviteRequest{RoomVersion: "12", Event: join.JSON()})
 		wantCode(t, err, "M_BAD_JSON")
 	})
 }

@@ -22,26 +22,49 @@ const (
 const maxIndexedBytes = 64 * 1024
 
 // indexSearch writes, in the commit's transaction, the searchable text of
-// the batch's events, and drops that of the events it redacts.
+// the batch's events, and drops that of the events it redacts. The rows
+// go in multi-row statements (a federation transaction brings 50
+// messages at once); those pending are written before a redaction's
+// delete, which may target one of them.
 func indexSearch(ctx context.Context, tx *sqlutil.Tx, c *commitRequest) error {
+	var rows []searchRow
 	for _, p := range c.events {
 		if !p.redacts.isZero() {
+			if err := insertSearchRows(ctx, tx, c.head.nid, rows); err != nil {
+				return err
+			}
+			rows = rows[:0]
 			if _, err := tx.ExecContext(ctx, `DELETE FROM rs_search WHERE event_nid = $1`, p.redacts.resolve()); err != nil {
 				return fmt.Errorf("unindex redacted event: %w", err)
 			}
 		}
-		key, value := searchableText(p.pdu.Type(), p.pdu.Content())
-		if key == "" {
-			continue
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO rs_search (event_nid, search_key, room_nid, stream_pos, sender, event_type, value)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_nid, search_key) DO NOTHING`,
-			p.nid, key, c.head.nid, p.pos, string(p.pdu.SenderID()), p.pdu.Type(), value)
-		if err != nil {
-			return fmt.Errorf("index %s for search: %w", p.pdu.EventID(), err)
+		if key, value := searchableText(p.pdu.Type(), p.pdu.Content()); key != "" {
+			rows = append(rows, searchRow{p: p, key: key, value: value})
 		}
 	}
-	return nil
+	return insertSearchRows(ctx, tx, c.head.nid, rows)
+}
+
+// searchRow is an rs_search row to write.
+type searchRow struct {
+	p          *pendingEvent
+	key, value string
+}
+
+func insertSearchRows(ctx context.Context, tx *sqlutil.Tx, roomNID int64, rows []searchRow) error {
+	const cols = 7
+	return inRowChunks(len(rows), func(from, to int) error {
+		args := make([]any, 0, (to-from)*cols)
+		for _, r := range rows[from:to] {
+			args = append(args, r.p.nid, r.key, roomNID, r.p.pos, string(r.p.pdu.SenderID()), r.p.pdu.Type(), r.value)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO rs_search (event_nid, search_key, room_nid, stream_pos, sender, event_type, value)
+			VALUES `+valuesList(to-from, cols, "")+` ON CONFLICT (event_nid, search_key) DO NOTHING`, args...)
+		if err != nil {
+			return fmt.Errorf("index %d events for search: %w", to-from, err)
+		}
+		return nil
+	})
 }
 
 // searchableText picks the key an event is searched under and its

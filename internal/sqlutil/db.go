@@ -36,7 +36,18 @@ type DB struct {
 	stmts     sync.Map // query text -> *sql.Stmt
 	nstmts    atomic.Int64
 	preparing sync.Map // query text -> being prepared by txStmt
+
+	// writer serialises this process's SQLite transactions. SQLite has one
+	// writer at a time anyway; when two collide, the second sleeps in
+	// SQLite's busy handler (1, 2, 5... ms) however soon the first ends,
+	// which cost sends a millisecond each once the push consumer wrote
+	// beside the roomserver. Waiting here wakes at the first one's end.
+	// nil on PostgreSQL.
+	writer chan struct{}
 }
+
+// writerWait bounds the wait for the SQLite writer, as busy_timeout did.
+const writerWait = 30 * time.Second
 
 // maxCachedStatements bounds the statement cache: queries built with a
 // variable number of placeholders would otherwise grow it for ever.
@@ -161,7 +172,7 @@ func openSQLite(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &DB{sql: db, Dialect: SQLite}, nil
+	return &DB{sql: db, Dialect: SQLite, writer: make(chan struct{}, 1)}, nil
 }
 
 // Close closes the statements and the pool.
@@ -251,6 +262,19 @@ type Querier interface {
 
 // WithTx runs fn in a transaction, committing when fn returns nil.
 func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
+	if db.writer != nil {
+		wait := time.NewTimer(writerWait)
+		select {
+		case db.writer <- struct{}{}:
+			wait.Stop()
+			defer func() { <-db.writer }()
+		case <-ctx.Done():
+			wait.Stop()
+			return fmt.Errorf("begin transaction: %w", ctx.Err())
+		case <-wait.C:
+			return errors.New("begin transaction: the database stayed busy for 30 s")
+		}
+	}
 	sqlTx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
