@@ -54,7 +54,7 @@ func TestProfile(t *testing.T) {
 		{"not mxc", "PUT", v3 + string(alice.UserID) + "/avatar_url", alice.AccessToken, `{"avatar_url":"https://example.com/a.png"}`, "M_INVALID_PARAM", 400},
 		{"no token", "PUT", v3 + string(alice.UserID) + "/avatar_url", "", `{"avatar_url":""}`, "M_MISSING_TOKEN", 401},
 		{"unknown user", "GET", v3 + "@nobody:localhost", "", "", "M_NOT_FOUND", 404},
-		{"remote user", "GET", v3 + "@alice:elsewhere.example", "", "", "M_NOT_FOUND", 404},
+		{"remote user, federation off", "GET", v3 + "@alice:elsewhere.example", "", "", "M_FORBIDDEN", 403},
 		{"not a user ID", "GET", v3 + "alice", "", "", "M_INVALID_PARAM", 400},
 		{"unset field", "GET", v3 + string(alice.UserID) + "/m.tz", "", "", "M_NOT_FOUND", 404},
 	}

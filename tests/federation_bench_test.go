@@ -23,6 +23,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/chappe-matrix/chappe/config"
 	"github.com/chappe-matrix/chappe/internal/testserver"
 )
 
@@ -310,8 +311,19 @@ func TestFederationBenchFanout(t *testing.T) {
 	for i := range names {
 		names[i] = fmt.Sprintf("ministere-%02d.test", i)
 	}
+	// On PostgreSQL each server holds up to max_open_conns connections:
+	// a few each, so that many servers stay under max_connections.
+	conns := benchInt("PG_CONNS", 3)
+	members := make([]testserver.FederationMember, n)
+	for i, name := range names {
+		members[i] = testserver.FederationMember{Name: name, Options: []testserver.Option{func(c *config.Config) {
+			if c.Database.URL != "" {
+				c.Database.MaxOpenConns = conns
+			}
+		}}}
+	}
 	start := time.Now()
-	srvs := testserver.NewFederation(t, names...)
+	srvs := testserver.NewFederationOf(t, members...)
 	t.Logf("%d servers started in %s (RSS %.0f MiB)", n, time.Since(start).Round(time.Millisecond), float64(procStatus("VmRSS"))/(1<<20))
 	ctx := benchCtx(t, 20*time.Minute)
 	users := make([]*fedUser, n)

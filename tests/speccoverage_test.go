@@ -192,7 +192,9 @@ func TestFederationRoutesAreInTheSpec(t *testing.T) {
 		t.Fatalf("only %d federation routes: %v", len(patterns), patterns)
 	}
 	for _, pattern := range patterns {
-		if _, path := specschema.SplitPattern(pattern); strings.Contains(path, "/unstable/") {
+		// The key endpoint with a key ID was dropped from the spec;
+		// older servers still ask it.
+		if _, path := specschema.SplitPattern(pattern); strings.Contains(path, "/unstable/") || path == "/_matrix/key/v2/server/{keyID}" {
 			continue
 		}
 		if !specschema.InSpec(pattern, ops) {
