@@ -3,6 +3,7 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -25,6 +26,9 @@ type commitRequest struct {
 }
 
 type aliasRow struct{ alias, creator string }
+
+// errRoomIDTaken: a new room's ID is already a room's.
+var errRoomIDTaken = errors.New("room ID already in use")
 
 // commit stores a batch and publishes its events.
 //
@@ -133,6 +137,9 @@ func appendSnapshot(ctx context.Context, tx *sqlutil.Tx, h *roomHead, parent int
 func insertRoom(ctx context.Context, tx *sqlutil.Tx, h *roomHead, alias *aliasRow) error {
 	err := tx.QueryRowContext(ctx, `INSERT INTO rs_rooms (room_id, version) VALUES ($1, $2) RETURNING room_nid`,
 		h.id, string(h.version.Version())).Scan(&h.nid)
+	if sqlutil.IsUniqueViolation(err) {
+		return fmt.Errorf("insert room %s: %w", h.id, errRoomIDTaken)
+	}
 	if err != nil {
 		return fmt.Errorf("insert room %s: %w", h.id, err)
 	}

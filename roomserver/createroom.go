@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -36,28 +37,38 @@ func (rs *Roomserver) createRoom(ctx context.Context, req *CreateRoomRequest) (*
 		return nil, err
 	}
 	plan, remoteInvitees := rs.splitRemoteInvites(plan) // membership_remote.go
-	h := &roomHead{version: version, state: stateMap{}}
-	if !version.DomainlessRoomIDs() {
-		h.id = "!" + randomString(18) + ":" + rs.serverName
-	}
-	err = rs.queue.outside(func() error {
-		b := rs.newBatch(ctx, h)
-		for _, es := range plan {
-			p, err := b.build(es)
-			if err != nil {
-				return creationError(err)
-			}
-			if es.Type == spec.MRoomCreate && h.id == "" {
-				// Room version 12: the room ID is the create event's hash.
-				h.id = p.pdu.RoomID().String()
-			}
-			b.add(p)
+	var h *roomHead
+	// Room version 12 derives the room ID from the create event: the same
+	// user creating two identical rooms in one millisecond gets one ID
+	// twice; the second try, a millisecond later, gets another.
+	for attempt := 0; ; attempt++ {
+		h = &roomHead{version: version, state: stateMap{}}
+		if !version.DomainlessRoomIDs() {
+			h.id = "!" + randomString(18) + ":" + rs.serverName
 		}
-		return rs.commit(ctx, &commitRequest{
-			head: h, events: b.events, extremities: b.extremities, depth: b.depth,
-			newRoom: true, alias: alias, publish: req.Visibility == VisibilityPublic,
+		err = rs.queue.outside(func() error {
+			b := rs.newBatch(ctx, h)
+			for _, es := range plan {
+				p, err := b.build(es)
+				if err != nil {
+					return creationError(err)
+				}
+				if es.Type == spec.MRoomCreate && h.id == "" {
+					// Room version 12: the room ID is the create event's hash.
+					h.id = p.pdu.RoomID().String()
+				}
+				b.add(p)
+			}
+			return rs.commit(ctx, &commitRequest{
+				head: h, events: b.events, extremities: b.extremities, depth: b.depth,
+				newRoom: true, alias: alias, publish: req.Visibility == VisibilityPublic,
+			})
 		})
-	})
+		if !errors.Is(err, errRoomIDTaken) || attempt == 2 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if err != nil {
 		return nil, err
 	}

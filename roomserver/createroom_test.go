@@ -177,3 +177,35 @@ func testCreateRoomErrors(t *testing.T, env *testEnv) {
 		t.Fatalf("failed creations left rooms behind: %d rooms (%v)", n, err)
 	}
 }
+
+// Identical version-12 rooms created by one user at once get distinct IDs
+// (the ID is the create event's hash, which includes its millisecond).
+func TestCreateIdenticalRoomsAtOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, env *testEnv) {
+		const n = 8
+		ids := make(chan string, n)
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				resp, err := CreateRoom.Call(env.ctx, env.bus, &CreateRoomRequest{Sender: "@alice:test", RoomVersion: "12"})
+				if err != nil {
+					errs <- err
+					return
+				}
+				ids <- resp.RoomID
+			}()
+		}
+		seen := map[string]bool{}
+		for range n {
+			select {
+			case err := <-errs:
+				t.Fatal(err)
+			case id := <-ids:
+				if seen[id] {
+					t.Fatalf("room ID %s given twice", id)
+				}
+				seen[id] = true
+			}
+		}
+	})
+}
