@@ -9,14 +9,16 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/chappe-matrix/chappe/internal/bus"
 )
 
 // Commands and queries, served by the roomserver over NATS.
 var (
-	CreateRoom   = bus.Endpoint[CreateRoomRequest, CreateRoomResponse]{Subject: "roomserver.create_room"}
-	Membership   = bus.Endpoint[MembershipRequest, MembershipResponse]{Subject: "roomserver.membership"}
+	CreateRoom = bus.Endpoint[CreateRoomRequest, CreateRoomResponse]{Subject: "roomserver.create_room"}
+	// Membership may join a room over federation: as long as a remote join.
+	Membership   = bus.Endpoint[MembershipRequest, MembershipResponse]{Subject: "roomserver.membership", Timeout: 5 * time.Minute}
 	SendEvent    = bus.Endpoint[SendEventRequest, SendEventResponse]{Subject: "roomserver.send_event"}
 	QueryState   = bus.Endpoint[QueryStateRequest, QueryStateResponse]{Subject: "roomserver.query_state"}
 	QueryEvent   = bus.Endpoint[QueryEventRequest, QueryEventResponse]{Subject: "roomserver.query_event"}

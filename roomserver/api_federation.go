@@ -3,6 +3,7 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/chappe-matrix/chappe/internal/bus"
 )
@@ -20,7 +21,7 @@ var (
 	// StoreJoinedRoom stores a room this server just joined through
 	// send_join: the state and auth chain as outliers, then the join event
 	// as the room's first timeline event, its state the returned state.
-	StoreJoinedRoom = bus.Endpoint[StoreJoinedRoomRequest, StoreJoinedRoomResponse]{Subject: "roomserver.store_joined_room"}
+	StoreJoinedRoom = bus.Endpoint[StoreJoinedRoomRequest, StoreJoinedRoomResponse]{Subject: "roomserver.store_joined_room", Timeout: 5 * time.Minute}
 	// StoreInvite records a local user's membership in a room this server
 	// is not in: an invite received from another server, the leave that
 	// rejects it, a knock (the room may be unknown here), so /sync shows it.

@@ -12,15 +12,20 @@ package fedapi
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/chappe-matrix/chappe/internal/bus"
 )
+
+// JoinTimeout bounds a remote join: a room of 100,000 state events takes
+// tens of seconds to verify and store on two cores.
+const JoinTimeout = 5 * time.Minute
 
 var (
 	// PerformJoin joins a local user to a room this server is not in,
 	// through make_join/send_join on one of ServerNames, and stores the
 	// room (roomserver.StoreJoinedRoom).
-	PerformJoin = bus.Endpoint[PerformJoinRequest, PerformJoinResponse]{Subject: "federation.perform_join"}
+	PerformJoin = bus.Endpoint[PerformJoinRequest, PerformJoinResponse]{Subject: "federation.perform_join", Timeout: JoinTimeout}
 	// PerformLeave leaves (or rejects an invite to) a room this server is
 	// not in, through make_leave/send_leave.
 	PerformLeave = bus.Endpoint[PerformLeaveRequest, PerformLeaveResponse]{Subject: "federation.perform_leave"}

@@ -18,10 +18,21 @@ import (
 // endpoint; NATS balances requests between them (one queue group).
 type Endpoint[Req, Resp any] struct {
 	Subject string
+	// Timeout bounds a call (when the caller's context has no deadline)
+	// and its handler; zero is DefaultTimeout.
+	Timeout time.Duration
 }
 
-// DefaultTimeout bounds a Call whose context has no deadline.
+// DefaultTimeout bounds a Call whose context has no deadline, and a
+// handler, unless the endpoint says otherwise.
 const DefaultTimeout = 30 * time.Second
+
+func (e Endpoint[Req, Resp]) timeout() time.Duration {
+	if e.Timeout > 0 {
+		return e.Timeout
+	}
+	return DefaultTimeout
+}
 
 type envelope[Resp any] struct {
 	Resp *Resp        `json:"r,omitempty"`
@@ -40,7 +51,7 @@ func (e Endpoint[Req, Resp]) Call(ctx context.Context, b *Bus, req *Req) (*Resp,
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		ctx, cancel = context.WithTimeout(ctx, e.timeout())
 		defer cancel()
 	}
 	msg, err := b.NC.RequestWithContext(ctx, b.Subject(e.Subject), data)
@@ -81,7 +92,7 @@ func (e Endpoint[Req, Resp]) Serve(b *Bus, h func(context.Context, *Req) (*Resp,
 }
 
 func (e Endpoint[Req, Resp]) handle(b *Bus, msg *nats.Msg, h func(context.Context, *Req) (*Resp, error)) {
-	ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), e.timeout())
 	defer cancel()
 	var env envelope[Resp]
 	req := new(Req)
