@@ -29,7 +29,10 @@ func (j *inputJob) apply(ctx context.Context, it *inputItem) error {
 		return nil
 	}
 	// From here, stored is nil or an outlier to make part of the DAG.
-	if ev.Type() == spec.MRoomCreate && j.h.state[stateKey{spec.MRoomCreate, ""}] != 0 {
+	// A room has one create event; backfill reaching the start of a room
+	// joined over federation may promote it from the outlier it was.
+	if create := j.h.state[stateKey{spec.MRoomCreate, ""}]; ev.Type() == spec.MRoomCreate && create != 0 &&
+		!(it.in.Kind == InputKindBackfill && stored != nil && stored.nid == create) {
 		return j.reject(ctx, it, stored, "the room already has a create event")
 	}
 	auth, missing := j.authEventsOf(ev)

@@ -63,6 +63,8 @@ func (r *eventRow) save(ctx context.Context, tx *sqlutil.Tx, roomNID int64, stor
 		if err != nil {
 			return 0, fmt.Errorf("store event %s: %w", ev.EventID(), err)
 		}
+		// Edges, caches and the snapshot update that follow use r.nid.
+		r.nid = stored.nid
 		return stored.nid, nil
 	}
 	var nid int64
