@@ -254,17 +254,8 @@ func (j *inputJob) storeSoftFailed(ctx context.Context, it *inputItem, stored *d
 	ev := it.pdu
 	row := newEventRow(ev, j.rs.negativePos())
 	row.softFailed = true
-	row.setState(before, before)
-	row.replaces = replacedIn(ev, before)
-	nid, err := j.store(ctx, nil, row)
+	nid, after, err := j.storeBesideState(ctx, nil, row, before)
 	if err != nil {
-		return err
-	}
-	after, err := j.afterEvent(ctx, ev, nid, before)
-	if err != nil {
-		return err
-	}
-	if err := j.updateAfter(ctx, row, after.nid, after.nid); err != nil {
 		return err
 	}
 	j.remember(ev, nid, row.pos, before, after, rowFlags{softFailed: true})
@@ -283,17 +274,8 @@ func (j *inputJob) storeBackfilled(ctx context.Context, it *inputItem, stored *d
 	}
 	row := newEventRow(ev, pos)
 	row.backfilled = true
-	row.setState(before, before)
-	row.replaces = replacedIn(ev, before)
-	nid, err := j.store(ctx, stored, row)
+	nid, after, err := j.storeBesideState(ctx, stored, row, before)
 	if err != nil {
-		return err
-	}
-	after, err := j.afterEvent(ctx, ev, nid, before)
-	if err != nil {
-		return err
-	}
-	if err := j.updateAfter(ctx, row, after.nid, after.nid); err != nil {
 		return err
 	}
 	if pos > 0 {
@@ -304,6 +286,25 @@ func (j *inputJob) storeBackfilled(ctx context.Context, it *inputItem, stored *d
 	j.remember(ev, nid, pos, before, after, rowFlags{backfilled: true})
 	it.result.Status = InputAccepted
 	return nil
+}
+
+// storeBesideState stores an event that leaves the room's current state
+// as it is (soft-failed, backfilled), with the state before and after it.
+func (j *inputJob) storeBesideState(ctx context.Context, stored *dagEvent, row *eventRow, before *stateView) (int64, *stateView, error) {
+	row.setState(before, before)
+	row.replaces = replacedIn(row.pdu, before)
+	nid, err := j.store(ctx, stored, row)
+	if err != nil {
+		return 0, nil, err
+	}
+	after, err := j.afterEvent(ctx, row.pdu, nid, before)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := j.updateAfter(ctx, row, after.nid, after.nid); err != nil {
+		return 0, nil, err
+	}
+	return nid, after, nil
 }
 
 // storeOutlier stores an event for its own sake.

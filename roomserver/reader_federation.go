@@ -137,24 +137,20 @@ func pdusOf(rows []pduRow) []StoredPDU {
 // pdusByID loads the stored events among ids, in no particular order. No
 // event has the empty ID the lists are padded with.
 func (f *federationReader) pdusByID(ctx context.Context, ids []string) ([]pduRow, error) {
-	var out []pduRow
-	err := inChunks(ids, 1, "", func(list string, args []any) error {
-		rows, err := f.r.db.QueryContext(ctx, pduSelect+`WHERE e.event_id IN (`+list+`)`, args...)
-		if err != nil {
-			return fmt.Errorf("load events: %w", err)
-		}
-		got, err := scanPDUs(rows)
-		out = append(out, got...)
-		return err
-	})
-	return out, err
+	return pdusWhere(ctx, f, "e.event_id", ids, "")
 }
 
 // pdusByNID is pdusByID by event nid (no event has nid 0).
 func (f *federationReader) pdusByNID(ctx context.Context, nids []int64) ([]pduRow, error) {
+	return pdusWhere(ctx, f, "e.event_nid", nids, 0)
+}
+
+// pdusWhere loads the events whose column is among values, in chunks
+// padded with pad.
+func pdusWhere[T any](ctx context.Context, f *federationReader, column string, values []T, pad T) ([]pduRow, error) {
 	var out []pduRow
-	err := inChunks(nids, 1, int64(0), func(list string, args []any) error {
-		rows, err := f.r.db.QueryContext(ctx, pduSelect+`WHERE e.event_nid IN (`+list+`)`, args...)
+	err := inChunks(values, 1, pad, func(list string, args []any) error {
+		rows, err := f.r.db.QueryContext(ctx, pduSelect+`WHERE `+column+` IN (`+list+`)`, args...)
 		if err != nil {
 			return fmt.Errorf("load events: %w", err)
 		}

@@ -3,7 +3,6 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -29,19 +28,7 @@ func TestFederationGapFilling(t *testing.T) {
 
 	state := must[mautrix.RoomStateMap](t)(alice.cli.State(ctx, room))
 	auth := []string{string(state[event.StatePowerLevels][""].ID), string(state[event.StateMember][string(bob.id())].ID)}
-	status, body := asServer(t, srv[1], srv[0], "GET", "/_matrix/federation/v1/event/"+string(last), nil)
-	if status != http.StatusOK {
-		t.Fatalf("event: %d %s", status, body)
-	}
-	var got struct {
-		PDUs []struct {
-			Depth int64 `json:"depth"`
-		} `json:"pdus"`
-	}
-	if err := json.Unmarshal(body, &got); err != nil || len(got.PDUs) != 1 {
-		t.Fatalf("event answer %s: %v", body, err)
-	}
-	depth := got.PDUs[0].Depth
+	depth := eventDepth(t, srv[1], srv[0], last)
 	bKey := srv[1].Base.Key
 	prev := string(last)
 	// chain makes n messages of bob, each on the previous one.

@@ -183,19 +183,7 @@ func TestFederationCraftedTransaction(t *testing.T) {
 	state := must[mautrix.RoomStateMap](t)(alice.cli.State(ctx, room))
 	powerLevels := string(state[event.StatePowerLevels][""].ID)
 	bobMember := string(state[event.StateMember][string(bob.id())].ID)
-	status, body := asServer(t, srv[1], srv[0], "GET", "/_matrix/federation/v1/event/"+string(last), nil)
-	if status != http.StatusOK {
-		t.Fatalf("event: %d %s", status, body)
-	}
-	var got struct {
-		PDUs []struct {
-			Depth int64 `json:"depth"`
-		} `json:"pdus"`
-	}
-	if err := json.Unmarshal(body, &got); err != nil || len(got.PDUs) != 1 {
-		t.Fatalf("event answer %s: %v", body, err)
-	}
-	depth := got.PDUs[0].Depth + 1
+	depth := eventDepth(t, srv[1], srv[0], last) + 1
 	bKey := srv[1].Base.Key
 	prev, auth := []string{string(last)}, []string{powerLevels, bobMember}
 	msg := func(body string) map[string]any { return map[string]any{"msgtype": "m.text", "body": body} }
@@ -246,7 +234,7 @@ func TestFederationCraftedTransaction(t *testing.T) {
 	for i := range many {
 		many[i] = honest.JSON()
 	}
-	status, body = asServer(t, srv[1], srv[0], "PUT", "/_matrix/federation/v1/send/toomany", map[string]any{
+	status, body := asServer(t, srv[1], srv[0], "PUT", "/_matrix/federation/v1/send/toomany", map[string]any{
 		"origin": fedB, "origin_server_ts": time.Now().UnixMilli(), "pdus": many,
 	})
 	if status != http.StatusBadRequest {
@@ -260,4 +248,22 @@ func TestFederationCraftedTransaction(t *testing.T) {
 			t.Fatalf("alice was shown %q", body)
 		}
 	}
+}
+
+// eventDepth asks to, as server from, for an event's depth (GET /event).
+func eventDepth(t *testing.T, from, to *testserver.Server, eventID id.EventID) int64 {
+	t.Helper()
+	status, body := asServer(t, from, to, "GET", "/_matrix/federation/v1/event/"+string(eventID), nil)
+	if status != http.StatusOK {
+		t.Fatalf("event: %d %s", status, body)
+	}
+	var got struct {
+		PDUs []struct {
+			Depth int64 `json:"depth"`
+		} `json:"pdus"`
+	}
+	if err := json.Unmarshal(body, &got); err != nil || len(got.PDUs) != 1 {
+		t.Fatalf("event answer %s: %v", body, err)
+	}
+	return got.PDUs[0].Depth
 }
