@@ -1,10 +1,11 @@
 package roomserver
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/chappe-matrix/chappe/internal/promutil"
 )
 
 // metrics are the roomserver's Prometheus series: events stored (rate =
@@ -30,25 +31,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}),
 	}
 	if reg != nil {
-		m.events = register(reg, m.events)
-		m.batchSize = register(reg, m.batchSize)
-		m.commit = register(reg, m.commit)
+		m.events = promutil.Register(reg, m.events)
+		m.batchSize = promutil.Register(reg, m.batchSize)
+		m.commit = promutil.Register(reg, m.commit)
 	}
 	return m
-}
-
-// register adds c to reg, reusing the collector already registered under
-// the same name (a second roomserver in one process, as in tests).
-func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func (m *metrics) observeCommit(events int, d time.Duration) {

@@ -1,9 +1,9 @@
 package sender
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/chappe-matrix/chappe/internal/promutil"
 )
 
 // metrics are the sender's Prometheus series, per destination: what waits
@@ -33,26 +33,12 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}, []string{"destination"}),
 	}
 	if reg != nil {
-		m.queue = register(reg, m.queue)
-		m.transactions = register(reg, m.transactions)
-		m.items = register(reg, m.items)
-		m.failing = register(reg, m.failing)
+		m.queue = promutil.Register(reg, m.queue)
+		m.transactions = promutil.Register(reg, m.transactions)
+		m.items = promutil.Register(reg, m.items)
+		m.failing = promutil.Register(reg, m.failing)
 	}
 	return m
-}
-
-// register adds c to reg, reusing the collector already registered under
-// the same name (a second sender in one process, as in tests).
-func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func (m *metrics) depth(dest string, pdus, edus int) {
