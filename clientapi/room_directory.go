@@ -108,36 +108,13 @@ func (c *ClientAPI) publicRoomsGet(req *httputil.Request) (any, error) {
 
 // publicRoomsPost is POST /publicRooms, with a filter.
 func (c *ClientAPI) publicRoomsPost(req *httputil.Request) (any, error) {
-	var body struct {
-		Limit  int    `json:"limit"`
-		Since  string `json:"since"`
-		Filter struct {
-			GenericSearchTerm string    `json:"generic_search_term"`
-			RoomTypes         []*string `json:"room_types"`
-		} `json:"filter"`
-		IncludeAllNetworks   bool   `json:"include_all_networks"`
-		ThirdPartyInstanceID string `json:"third_party_instance_id"`
-	}
+	var body roomserver.PublicRoomsQuery
 	if err := httputil.DecodeJSON(req.Request, &body); err != nil {
 		return nil, err
 	}
-	if body.Limit < 0 {
-		return nil, mxerr.InvalidParam("limit must not be negative")
-	}
-	if len(body.Filter.GenericSearchTerm) > 255 || len(body.Filter.RoomTypes) > 50 {
-		return nil, mxerr.InvalidParam("filter is too long")
-	}
-	if body.ThirdPartyInstanceID != "" {
-		return nil, mxerr.InvalidParam("no third-party networks on this server")
-	}
-	r := &roomserver.PublicRoomsRequest{Limit: min(body.Limit, maxPublicRoomsLimit), Since: body.Since,
-		SearchTerm: body.Filter.GenericSearchTerm}
-	for _, t := range body.Filter.RoomTypes {
-		if t == nil {
-			r.RoomTypes = append(r.RoomTypes, "")
-		} else {
-			r.RoomTypes = append(r.RoomTypes, *t)
-		}
+	r, err := body.Request(maxPublicRoomsLimit)
+	if err != nil {
+		return nil, err
 	}
 	return c.publicRooms(req, req.URL.Query().Get("server"), r)
 }

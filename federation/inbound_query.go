@@ -105,28 +105,13 @@ func (f *Federation) onPublicRoomsGet(r *InboundRequest) (any, error) {
 }
 
 func (f *Federation) onPublicRoomsPost(r *InboundRequest) (any, error) {
-	var body struct {
-		Limit  int    `json:"limit"`
-		Since  string `json:"since"`
-		Filter struct {
-			GenericSearchTerm string    `json:"generic_search_term"`
-			RoomTypes         []*string `json:"room_types"`
-		} `json:"filter"`
-		ThirdPartyInstanceID string `json:"third_party_instance_id"`
-	}
+	var body roomserver.PublicRoomsQuery
 	if err := json.Unmarshal(r.Body, &body); err != nil {
 		return nil, mxerr.BadJSON("%v", err)
 	}
-	if body.ThirdPartyInstanceID != "" {
-		return nil, mxerr.InvalidParam("no third-party networks on this server")
-	}
-	req := &roomserver.PublicRoomsRequest{Limit: body.Limit, Since: body.Since, SearchTerm: body.Filter.GenericSearchTerm}
-	for _, t := range body.Filter.RoomTypes {
-		if t == nil {
-			req.RoomTypes = append(req.RoomTypes, "")
-		} else {
-			req.RoomTypes = append(req.RoomTypes, *t)
-		}
+	req, err := body.Request(maxPublicRoomsLimit)
+	if err != nil {
+		return nil, err
 	}
 	return f.publicRooms(r.HTTP.Context(), req)
 }
