@@ -12,8 +12,6 @@ import (
 	"maunium.net/go/mautrix/crypto/backup"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/chappe-matrix/chappe/internal/testserver"
 )
 
 // Server-side key backup with real keys: Alice's client backs up the room
@@ -24,12 +22,8 @@ import (
 // upload is written here with its crypto/backup primitives, as a client
 // does: each session exported and encrypted to the backup's public key.
 func TestE2EEBackupRestore(t *testing.T) {
-	srv := testserver.New(t)
-	aliceCli := srv.RegisterUser(t, "alice")
-	alice := newCryptoClient(t, aliceCli)
-	bob := newCryptoClient(t, srv.RegisterUser(t, "bob"))
-	room := encryptedRoom(t, alice, bob)
-	members := []id.UserID{alice.cli.UserID, bob.cli.UserID}
+	_, alice, bob, room, members := aliceAndBob(t)
+	aliceCli := alice.cli
 	ctx := ctxT(t)
 	secrets := []string{"first secret", "second secret"}
 	for _, s := range secrets {

@@ -13,6 +13,8 @@ import (
 	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/chappe-matrix/chappe/internal/testserver"
 )
 
 // cryptoClient is a mautrix client with an Olm machine (goolm, pure Go),
@@ -153,4 +155,15 @@ func encryptedRoom(t *testing.T, owner *cryptoClient, others ...*cryptoClient) i
 		})
 	}
 	return resp.RoomID
+}
+
+// aliceAndBob starts a server with alice and bob, each with an OlmMachine,
+// in an encrypted room of theirs.
+func aliceAndBob(t *testing.T) (srv *testserver.Server, alice, bob *cryptoClient, room id.RoomID, members []id.UserID) {
+	t.Helper()
+	srv = testserver.New(t)
+	alice = newCryptoClient(t, srv.RegisterUser(t, "alice"))
+	bob = newCryptoClient(t, srv.RegisterUser(t, "bob"))
+	room = encryptedRoom(t, alice, bob)
+	return srv, alice, bob, room, []id.UserID{alice.cli.UserID, bob.cli.UserID}
 }

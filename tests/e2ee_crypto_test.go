@@ -6,21 +6,14 @@ import (
 	"testing"
 
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/id"
-
-	"github.com/chappe-matrix/chappe/internal/testserver"
 )
 
 // Two users in an encrypted room exchange messages that decrypt; a second
 // device of one of them, logged in later, decrypts new messages; once it
 // is deleted, the other side's client stops encrypting to it.
 func TestE2EEConversationAndDevices(t *testing.T) {
-	srv := testserver.New(t)
-	alice := newCryptoClient(t, srv.RegisterUser(t, "alice"))
-	bobCli := srv.RegisterUser(t, "bob")
-	bob := newCryptoClient(t, bobCli)
-	room := encryptedRoom(t, alice, bob)
-	members := []id.UserID{alice.cli.UserID, bob.cli.UserID}
+	srv, alice, bob, room, members := aliceAndBob(t)
+	bobCli := bob.cli
 
 	alice.send(t, room, members, "hello bob")
 	bob.decrypted(t, room, "hello bob")

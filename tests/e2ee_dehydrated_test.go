@@ -15,8 +15,6 @@ import (
 	"maunium.net/go/mautrix/crypto/signatures"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/chappe-matrix/chappe/internal/testserver"
 )
 
 // Dehydrated devices (MSC3814). mautrix has no dehydration of its own, so
@@ -27,12 +25,8 @@ import (
 // his room key with it; a new session of Alice reads the device's
 // messages, unpickles it from the device data, and decrypts.
 func TestE2EEDehydratedDevice(t *testing.T) {
-	srv := testserver.New(t)
-	aliceCli := srv.RegisterUser(t, "alice")
-	alice := newCryptoClient(t, aliceCli)
-	bob := newCryptoClient(t, srv.RegisterUser(t, "bob"))
-	room := encryptedRoom(t, alice, bob)
-	members := []id.UserID{alice.cli.UserID, bob.cli.UserID}
+	srv, alice, bob, room, members := aliceAndBob(t)
+	aliceCli := alice.cli
 	ctx := ctxT(t)
 	// Bob's client tracks Alice's devices once it has encrypted to them.
 	bob.send(t, room, members, "hello")
