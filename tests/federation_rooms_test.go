@@ -120,7 +120,7 @@ func TestFederationRelationsAndState(t *testing.T) {
 			ids = append(ids, r.ID)
 		}
 		if !slices.Contains(ids, edit.EventID) || !slices.Contains(ids, reaction.EventID) {
-			t.Fatalf("%s relates %v to the original, want the edit and the reaction", u.srv.Config.ServerName, ids)
+			t.Fatalf("%s relates %v to the original, want the edit %s and the reaction %s", u.srv.Config.ServerName, ids, edit.EventID, reaction.EventID)
 		}
 		if name := stateName(ctx, u, room); name != "Cellule de crise" {
 			t.Fatalf("%s names the room %q", u.srv.Config.ServerName, name)
