@@ -155,6 +155,9 @@ func (st *store) accountData(ctx context.Context, userID, roomID, typ string) ([
 // accountDataChanges lists userID's entries, global and per room, written
 // with from < pos <= to.
 func (st *store) accountDataChanges(ctx context.Context, userID string, from, to int64) ([]accountDataRow, error) {
+	if from >= to {
+		return nil, nil // the stream did not move: no query
+	}
 	rows, err := st.db.QueryContext(ctx, `SELECT room_id, type, content, pos FROM sy_account_data
 		WHERE user_id = $1 AND pos > $2 AND pos <= $3 ORDER BY pos`, userID, from, to)
 	if err != nil {

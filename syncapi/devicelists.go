@@ -47,6 +47,9 @@ func (s *SyncAPI) onKeyChange(ctx context.Context, _ uint64, kc *userapi.KeyChan
 
 // keyChangedUsers lists the users with a recorded change in (from, to].
 func (s *SyncAPI) keyChangedUsers(ctx context.Context, from, to int64) ([]string, error) {
+	if from >= to {
+		return nil, nil // the stream did not move: no query
+	}
 	rows, err := s.store.db.QueryContext(ctx, `SELECT DISTINCT user_id FROM sy_device_list_changes WHERE pos > $1 AND pos <= $2`, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("read device list changes: %w", err)

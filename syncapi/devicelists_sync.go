@@ -81,8 +81,26 @@ func (s *SyncAPI) addE2EE(ctx context.Context, sr *syncRequest, now streamPos, r
 		}
 		resp.DeviceLists = &deviceLists{Changed: changed, Left: left}
 	}
-	resp.DeviceOneTimeKeysCount, resp.DeviceUnusedFallbackKeyTypes = s.keyCounts(ctx, d)
 	return nil
+}
+
+// keyCountsBeside starts reading the device's key counts (a call to the
+// userapi) while the caller builds the rest of the response; the returned
+// function waits for them.
+func (s *SyncAPI) keyCountsBeside(ctx context.Context, d *userapi.Device) func() (map[string]int, []string) {
+	type counts struct {
+		otk      map[string]int
+		fallback []string
+	}
+	ch := make(chan counts, 1)
+	go func() {
+		otk, fallback := s.keyCounts(ctx, d)
+		ch <- counts{otk, fallback}
+	}()
+	return func() (map[string]int, []string) {
+		c := <-ch
+		return c.otk, c.fallback
+	}
 }
 
 // keyCounts reads the device's one-time key counts and unused fallback

@@ -129,7 +129,25 @@ func validPresence(p string) bool {
 // sets the status message; a sync's set_presence writes only a change of
 // state, and otherwise refreshes the last active time now and then.
 func (s *SyncAPI) setPresence(ctx context.Context, userID, presence string, statusMsg *string, explicit bool) error {
-	nowMS := time.Now().UnixMilli()
+	now := time.Now()
+	nowMS := now.UnixMilli()
+	if !explicit {
+		if presence == presenceOnline && s.touches.fresh(userID, now) {
+			return nil
+		}
+		// Most syncs find the state unchanged: they read without taking
+		// the write lock.
+		cur, err := s.store.presence(ctx, userID)
+		if err != nil {
+			return err
+		}
+		if cur != nil && cur.Presence == presence && (presence != presenceOnline || nowMS-cur.LastActiveMS <= touchEvery.Milliseconds()) {
+			if presence == presenceOnline {
+				s.touches.remember(userID, time.UnixMilli(cur.LastActiveMS))
+			}
+			return nil
+		}
+	}
 	var pos int64
 	err := s.store.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
 		if !explicit {
@@ -161,8 +179,14 @@ func (s *SyncAPI) setPresence(ctx context.Context, userID, presence string, stat
 		}
 		return nil
 	})
-	if err != nil || pos == 0 {
+	if err != nil {
 		return err
+	}
+	if pos == 0 {
+		if !explicit && presence == presenceOnline {
+			s.touches.remember(userID, now)
+		}
+		return nil
 	}
 	s.publish(ctx, &OutputMessage{Kind: kindPresence, Pos: pos, UserID: userID})
 	return nil

@@ -22,13 +22,6 @@ const pushDurable = "syncapi-push"
 // one transaction (SQLite has one writer, shared with the roomserver).
 const pushBatchSize = 256
 
-// pushBatchPace is how long the consumer rests after a batch, as a
-// multiple of the time the batch took: under load it holds SQLite's write
-// lock (shared with the roomserver) a quarter of the time at most, in
-// batches that gather the events of its rest. Counts lag their events by
-// that rest at worst, a few milliseconds.
-const pushBatchPace = 3
-
 // notificationRetention is how long notifications are kept for
 // /notifications; unread counts only need the unread ones, which are
 // younger in practice.
@@ -67,7 +60,7 @@ func (s *SyncAPI) startPush(ctx context.Context, r *httputil.Router) error {
 		return fmt.Errorf("listen to push rule changes: %w", err)
 	}
 	s.subs = append(s.subs, rulesSub)
-	sub, err := roomserver.Output.ConsumeDurableBatch(ctx, s.bus, pushDurable, pushBatchSize, s.onPushBatch, bus.BatchPace(pushBatchPace))
+	sub, err := roomserver.Output.ConsumeDurableBatch(ctx, s.bus, pushDurable, pushBatchSize, s.onPushBatch)
 	if err != nil {
 		return fmt.Errorf("listen to room events for push: %w", err)
 	}

@@ -103,14 +103,30 @@ func (s *SyncAPI) sync(req *httputil.Request) (any, error) {
 		if now, err = s.prepareToDevice(ctx, sr, now); err != nil { // todevice.go
 			return nil, err
 		}
+		// The key counts (a call to the userapi) are read beside the rest,
+		// and only for a response that may go out.
+		sending := sr.initial || sr.fullState || now.after(sr.since)
+		var keyCounts func() (map[string]int, []string)
+		if sending {
+			keyCounts = s.keyCountsBeside(ctx, sr.device) // devicelists_sync.go
+		}
 		resp, err := s.buildSync(ctx, sr, now)
+		if err == nil {
+			err = s.addE2EE(ctx, sr, now, resp)
+		}
+		if keyCounts != nil {
+			otk, fallback := keyCounts()
+			if err == nil {
+				resp.DeviceOneTimeKeysCount, resp.DeviceUnusedFallbackKeyTypes = otk, fallback
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
-		if err := s.addE2EE(ctx, sr, now, resp); err != nil { // devicelists_sync.go
-			return nil, err
-		}
 		if sr.initial || sr.fullState || !resp.empty() {
+			if keyCounts == nil {
+				resp.DeviceOneTimeKeysCount, resp.DeviceUnusedFallbackKeyTypes = s.keyCounts(ctx, sr.device)
+			}
 			return resp, nil
 		}
 		// A change may have been stored after the positions were read: the

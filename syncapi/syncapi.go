@@ -33,7 +33,9 @@ type SyncAPI struct {
 	// presenceEnabled is the presence.enabled switch: off, presence is
 	// neither stored nor sent (see presence.go).
 	presenceEnabled bool
-	push            *pushState // push rules, notification counts, pushers (push_consume.go)
+	touches         onlineTouches // users recently seen online (presence_touch.go)
+	toDeviceAcked   sync.Map      // user+device → to-device position acknowledged through (todevice.go)
+	push            *pushState    // push rules, notification counts, pushers (push_consume.go)
 
 	done      chan struct{} // closed by Close: waiting syncs return
 	closeOnce sync.Once
@@ -79,7 +81,7 @@ func New(ctx context.Context, b *base.Base, reader roomserver.EventReader) (*Syn
 		return nil, fmt.Errorf("listen to room events: %w", err)
 	}
 	s.subs = append(s.subs, sub)
-	sub, err = Output.ConsumeNew(ctx, b.Bus, s.notifier.onOutput)
+	sub, err = Output.ConsumeNew(ctx, b.Bus, s.onOutput) // presence_touch.go
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("listen to sync output: %w", err)

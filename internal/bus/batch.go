@@ -21,9 +21,11 @@ type BatchHandler[T any] func(ctx context.Context, batch []Message[T]) error
 
 // ConsumeDurableBatch is ConsumeDurable for handlers that do better with
 // several messages at once (one transaction for many events): it hands h
-// up to size messages, every one that is pending when it asks and none
+// up to size messages, every one that has arrived when it asks and none
 // that is not yet published (a lone message is not held back to fill a
-// batch), and acknowledges them once h succeeds.
+// batch), and acknowledges them once h succeeds. Messages are pulled
+// ahead of the handler (prefetch.go), so the next batch is waiting when h
+// returns.
 //
 // Order and crash safety are ConsumeDurable's within a process: batches
 // follow each other, and the messages of a batch that was not
@@ -34,12 +36,8 @@ type BatchHandler[T any] func(ctx context.Context, batch []Message[T]) error
 // must use ConsumeDurable. A consumer first created by ConsumeDurable may
 // be consumed in batches under the same name: only its bound on pending
 // messages changes.
-func (t Topic[T]) ConsumeDurableBatch(ctx context.Context, b *Bus, durable string, size int, h BatchHandler[T], opts ...BatchOption) (Subscription, error) {
+func (t Topic[T]) ConsumeDurableBatch(ctx context.Context, b *Bus, durable string, size int, h BatchHandler[T]) (Subscription, error) {
 	size = min(max(size, 1), maxBatch)
-	var cfg batchConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
 	cons, err := b.JS.CreateOrUpdateConsumer(ctx, b.StreamName(t.Stream), jetstream.ConsumerConfig{
 		Durable:       durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -52,92 +50,35 @@ func (t Topic[T]) ConsumeDurableBatch(ctx context.Context, b *Bus, durable strin
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s on %s: %w", durable, t.Stream, err)
 	}
+	pre, err := startPrefetch(cons, size, b.log)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s on %s: %w", durable, t.Stream, err)
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	sub := &subscription{cancel: cancel, done: make(chan struct{}), untrack: func() { b.lag.untrack(durable) }}
 	go func() {
 		defer close(sub.done)
-		for runCtx.Err() == nil {
-			msgs, err := nextBatch(runCtx, cons, size)
-			if err != nil {
-				if runCtx.Err() == nil {
-					b.log.Warn("fetch failed", "stream", t.Stream, "consumer", durable, "err", err)
-					sleepCtx(runCtx, 250*time.Millisecond)
-				}
-				continue
+		defer pre.stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-pre.ready:
 			}
+			msgs := pre.take(size)
 			if len(msgs) == 0 {
 				continue
 			}
-			started := time.Now()
-			t.deliverBatch(runCtx, b, msgs, h)
-			if wait := min(time.Duration(cfg.pace*float64(time.Since(started))), maxPaceWait); wait > 0 {
-				sleepCtx(runCtx, wait)
-			}
+			t.deliverBatch(runCtx, b, msgs, h, pre.touch)
 		}
 	}()
 	b.lag.track(durable, t.Stream, cons)
 	return sub, nil
 }
 
-// BatchOption tunes ConsumeDurableBatch.
-type BatchOption func(*batchConfig)
-
-type batchConfig struct {
-	pace float64
-}
-
-// BatchPace makes the consumer rest, after a batch that took d to handle,
-// pace×d before taking the next one (at most maxPaceWait). Under a steady
-// flow each batch then gathers what arrived during the rest: the handler
-// runs at most 1/(1+pace) of the time, in fewer and larger batches (for a
-// handler that writes a transaction per batch, fewer commits sharing the
-// database's write lock with everyone else). A message arriving after a
-// pause is handed over at once, and a quick handler rests little.
-func BatchPace(pace float64) BatchOption {
-	return func(c *batchConfig) { c.pace = pace }
-}
-
-// maxPaceWait bounds BatchPace's rest.
-const maxPaceWait = 50 * time.Millisecond
-
 // maxBatch bounds a batch whatever the caller asks: JetStream keeps that
 // many messages pending for the consumer.
 const maxBatch = 10_000
-
-// nextBatch takes what is pending, up to size, at once; when nothing is, it
-// waits up to fetchWait (or until ctx ends) for one message and then takes
-// what else arrived meanwhile. Each pull request is complete when this
-// returns.
-func nextBatch(ctx context.Context, cons jetstream.Consumer, size int) ([]jetstream.Msg, error) {
-	msgs, err := collect(cons.FetchNoWait(size))
-	if err != nil || len(msgs) > 0 {
-		return msgs, err
-	}
-	batch, done, err := fetchOne(ctx, cons)
-	msgs, err = collect(batch, err)
-	if done != nil {
-		done()
-	}
-	if err != nil || len(msgs) == 0 || size == 1 {
-		return msgs, err
-	}
-	// Failing to take more is no reason to hold back the one taken.
-	more, _ := collect(cons.FetchNoWait(size - 1))
-	return append(msgs, more...), nil
-}
-
-// collect drains one pull request. A request that ends without messages
-// (nothing pending, or the wait ran out) is not an error.
-func collect(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
-	if err != nil {
-		return nil, err
-	}
-	var msgs []jetstream.Msg
-	for msg := range batch.Messages() {
-		msgs = append(msgs, msg)
-	}
-	return msgs, nil
-}
 
 // handBack gives messages back to JetStream, oldest first, so that they
 // are redelivered in order.
@@ -150,7 +91,7 @@ func handBack(msgs []jetstream.Msg) {
 // deliverBatch decodes msgs and hands them to h, retrying h with back-off
 // until it succeeds (then every message is acknowledged) or the
 // subscription stops (then they are handed back).
-func (t Topic[T]) deliverBatch(ctx context.Context, b *Bus, msgs []jetstream.Msg, h BatchHandler[T]) {
+func (t Topic[T]) deliverBatch(ctx context.Context, b *Bus, msgs []jetstream.Msg, h BatchHandler[T], touchQueued func()) {
 	if ctx.Err() != nil {
 		handBack(msgs)
 		return
@@ -172,7 +113,7 @@ func (t Topic[T]) deliverBatch(ctx context.Context, b *Bus, msgs []jetstream.Msg
 		batch = append(batch, Message[T]{Seq: meta.Sequence.Stream, Value: v})
 	}
 	if len(batch) > 0 {
-		stopBeat := heartbeatAll(msgs)
+		stopBeat := heartbeatAll(msgs, touchQueued)
 		ok := t.runBatch(ctx, b, batch, h)
 		stopBeat()
 		if !ok {
@@ -217,8 +158,9 @@ func (t Topic[T]) runBatch(ctx context.Context, b *Bus, batch []Message[T], h Ba
 	}
 }
 
-// heartbeatAll is heartbeat for every message of a batch.
-func heartbeatAll(msgs []jetstream.Msg) (stop func()) {
+// heartbeatAll is heartbeat for every message of a batch, and for the
+// messages queued behind it (touchQueued).
+func heartbeatAll(msgs []jetstream.Msg, touchQueued func()) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(ackWait / 3)
@@ -229,6 +171,7 @@ func heartbeatAll(msgs []jetstream.Msg) (stop func()) {
 				for _, m := range msgs {
 					_ = m.InProgress()
 				}
+				touchQueued()
 			case <-done:
 				return
 			}

@@ -44,6 +44,8 @@ type DB struct {
 	// beside the roomserver. Waiting here wakes at the first one's end.
 	// nil on PostgreSQL.
 	writer chan struct{}
+
+	checkpoints *checkpointer // SQLite's log copied back beside the writer (checkpoint.go)
 }
 
 // writerWait bounds the wait for the SQLite writer, as busy_timeout did.
@@ -155,7 +157,9 @@ func openSQLite(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "temp_store(MEMORY)") // statement journals of multi-row writes: in memory, not a temp file written page by page
+	q.Add("_pragma", "wal_autocheckpoint(0)")        // checkpoint.go does it beside the writer
+	q.Add("_pragma", "journal_size_limit(67108864)") // the log file shrinks back to 64 MB after a burst
+	q.Add("_pragma", "temp_store(MEMORY)")           // statement journals of multi-row writes: in memory, not a temp file written page by page
 	q.Set("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
@@ -172,11 +176,13 @@ func openSQLite(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &DB{sql: db, Dialect: SQLite, writer: make(chan struct{}, 1)}, nil
+	writer := make(chan struct{}, 1)
+	return &DB{sql: db, Dialect: SQLite, writer: writer, checkpoints: startCheckpointer(db, writer)}, nil
 }
 
 // Close closes the statements and the pool.
 func (db *DB) Close() error {
+	db.checkpoints.close()
 	db.stmts.Range(func(_, v any) bool {
 		_ = v.(*sql.Stmt).Close()
 		return true
@@ -285,6 +291,9 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	if db.checkpoints != nil {
+		db.checkpoints.committed()
 	}
 	return nil
 }
