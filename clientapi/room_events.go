@@ -2,8 +2,10 @@ package clientapi
 
 import (
 	"encoding/json"
+	"net/http"
 	"strconv"
 
+	"github.com/chappe-matrix/chappe/federation/fedapi"
 	"github.com/chappe-matrix/chappe/internal/httputil"
 	"github.com/chappe-matrix/chappe/internal/mxerr"
 	"github.com/chappe-matrix/chappe/roomserver"
@@ -134,7 +136,44 @@ func (c *ClientAPI) timestampToEvent(req *httputil.Request) (any, error) {
 	if r.TS, err = strconv.ParseInt(ts, 10, 64); err != nil || r.TS < 0 {
 		return nil, mxerr.InvalidParam("ts: %q is not a timestamp in milliseconds", ts)
 	}
-	return roomserver.TimestampToEvent.Call(req.Context(), c.bus, r)
+	// The local history answers first: it also tells whether the user
+	// may read the room at all (M_FORBIDDEN, never asked further).
+	local, err := roomserver.TimestampToEvent.Call(req.Context(), c.bus, r)
+	if me, ok := mxerr.As(err); err != nil && (!ok || me.Code != "M_NOT_FOUND") {
+		return nil, err
+	}
+	remote, ferr := c.remoteTimestamp(req, r, local)
+	if remote != nil {
+		return remote, ferr
+	}
+	return local, err
+}
+
+// remoteTimestamp asks the federation for an event closer to the
+// timestamp than local (nil: none found locally), which it does when the
+// room's history stored here starts after the timestamp: the spec's
+// fallback to the other servers. It returns nil to keep the local answer:
+// nothing closer, federation off, or the other servers failing (logged).
+// An answer the federation backfilled into the room's history is read
+// from there again, which applies the user's history visibility; one
+// left an outlier (too far back to backfill) is as the other servers
+// gave it, which they only give when this server may see it.
+func (c *ClientAPI) remoteTimestamp(req *httputil.Request, r *roomserver.TimestampToEventRequest, local *roomserver.TimestampToEventResponse) (*roomserver.TimestampToEventResponse, error) {
+	q := &fedapi.TimestampToEventRequest{RoomID: r.RoomID, TS: r.TS, Backwards: r.Backwards}
+	if local != nil {
+		q.Local = &fedapi.TimestampedEvent{EventID: local.EventID, OriginServerTS: local.OriginServerTS}
+	}
+	resp, err := fedapi.TimestampToEvent.Call(req.Context(), c.bus, q)
+	if err != nil {
+		if me, ok := mxerr.As(err); !ok || (me.Code != "M_NOT_FOUND" && me.Status != http.StatusServiceUnavailable) {
+			c.log.Info("timestamp_to_event: the other servers could not be asked", "room", r.RoomID, "err", err)
+		}
+		return nil, nil
+	}
+	if resp.InHistory {
+		return roomserver.TimestampToEvent.Call(req.Context(), c.bus, r)
+	}
+	return &roomserver.TimestampToEventResponse{EventID: resp.EventID, OriginServerTS: resp.OriginServerTS}, nil
 }
 
 type relationsResponse struct {

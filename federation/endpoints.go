@@ -19,6 +19,7 @@ import (
 //   - perform_membership.go: remote leaves and knocks
 //   - perform_invite.go: invites of remote users (invite v2)
 //   - perform_backfill.go: history from other servers
+//   - perform_timestamp.go: timestamp_to_event beyond the local history
 //   - perform_query.go: remote keys, profiles, aliases, room directories
 func (f *Federation) startEndpoints(context.Context) error {
 	return errors.Join(
@@ -27,6 +28,7 @@ func (f *Federation) startEndpoints(context.Context) error {
 		fedapi.PerformKnock.Serve(f.bus, f.performKnock),
 		fedapi.PerformInvite.Serve(f.bus, f.performInvite),
 		fedapi.Backfill.Serve(f.bus, f.backfill),
+		fedapi.TimestampToEvent.Serve(f.bus, f.timestampToEvent),
 		fedapi.QueryKeys.Serve(f.bus, f.queryKeys),
 		fedapi.ClaimKeys.Serve(f.bus, f.claimKeys),
 		fedapi.QueryProfile.Serve(f.bus, f.queryProfile),

@@ -112,6 +112,8 @@ func (f *Federation) onPresenceEDU(ctx context.Context, origin string, raw json.
 			UserID    string  `json:"user_id"`
 			Presence  string  `json:"presence"`
 			StatusMsg *string `json:"status_msg"`
+			// How long ago the user was last active, by the origin's clock.
+			LastActiveAgo int64 `json:"last_active_ago"`
 		} `json:"push"`
 	}
 	if err := json.Unmarshal(raw, &c); err != nil {
@@ -123,7 +125,9 @@ func (f *Federation) onPresenceEDU(ctx context.Context, origin string, raw json.
 			errs = append(errs, err)
 			continue
 		}
-		_, err := syncapi.RemotePresence.Call(ctx, f.bus, &syncapi.RemotePresenceRequest{UserID: p.UserID, Presence: p.Presence, StatusMsg: p.StatusMsg})
+		_, err := syncapi.RemotePresence.Call(ctx, f.bus, &syncapi.RemotePresenceRequest{
+			UserID: p.UserID, Presence: p.Presence, StatusMsg: p.StatusMsg, LastActiveAgo: p.LastActiveAgo,
+		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("presence of %s: %w", p.UserID, err))
 		}

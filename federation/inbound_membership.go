@@ -227,7 +227,6 @@ func (f *Federation) strippedState(ctx context.Context, roomID string) ([]json.R
 // onInvite serves invite v2: a user of origin invites a user of ours. The
 // invite is countersigned and recorded so that /sync shows it.
 func (f *Federation) onInvite(r *InboundRequest) (any, error) {
-	ctx := r.HTTP.Context()
 	var body struct {
 		RoomVersion     string            `json:"room_version"`
 		Event           json.RawMessage   `json:"event"`
@@ -242,11 +241,92 @@ func (f *Federation) onInvite(r *InboundRequest) (any, error) {
 	if _, err := roomVersionImpl(body.RoomVersion); err != nil {
 		return nil, incompatibleVersion(body.RoomVersion)
 	}
+	ev, err := f.receiveInvite(r, body.RoomVersion, body.Event, body.InviteRoomState)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"event": json.RawMessage(ev.JSON())}, nil
+}
+
+// onInviteV1 serves invite v1, which servers older than invite v2 send:
+// the body is the invite event itself, its stripped state in
+// unsigned.invite_room_state, and the answer the [200, {"event": ...}]
+// array. The spec has receivers assume room version 1 or 2; others are
+// refused (M_INCOMPATIBLE_ROOM_VERSION), as their events are of another
+// format.
+func (f *Federation) onInviteV1(r *InboundRequest) (any, error) {
+	var body struct {
+		Unsigned json.RawMessage `json:"unsigned"`
+	}
+	var unsigned struct {
+		InviteRoomState []json.RawMessage `json:"invite_room_state"`
+	}
+	if err := json.Unmarshal(r.Body, &body); err != nil {
+		return nil, mxerr.BadJSON("%v", err)
+	}
+	if len(body.Unsigned) > 0 {
+		if err := json.Unmarshal(body.Unsigned, &unsigned); err != nil {
+			return nil, mxerr.BadJSON("unsigned: %v", err)
+		}
+	}
+	version, err := f.inviteV1Version(r.Context(), r.HTTP.PathValue("roomId"), unsigned.InviteRoomState)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := f.receiveInvite(r, version, r.Body, unsigned.InviteRoomState)
+	if err != nil {
+		return nil, err
+	}
+	// Parsing dropped unsigned, which the answer gives back untouched.
+	if len(body.Unsigned) > 0 {
+		if ev, err = ev.SetUnsigned(body.Unsigned); err != nil {
+			return nil, mxerr.BadJSON("unsigned: %v", err)
+		}
+	}
+	return []any{http.StatusOK, map[string]any{"event": json.RawMessage(ev.JSON())}}, nil
+}
+
+// inviteV1Version is the room version of a v1 invite: the room's when it
+// is known here, else the one the create event among the stripped state
+// names ("1" when it names none, the create event's default).
+// Versions past 2 are refused: v1 cannot carry them.
+func (f *Federation) inviteV1Version(ctx context.Context, roomID string, state []json.RawMessage) (string, error) {
+	version, known, err := f.reader.RoomVersion(ctx, roomID)
+	if err != nil {
+		return "", err
+	}
+	if !known {
+		version = "1"
+		for _, raw := range state {
+			var ev struct {
+				Type     string  `json:"type"`
+				StateKey *string `json:"state_key"`
+				Content  struct {
+					RoomVersion string `json:"room_version"`
+				} `json:"content"`
+			}
+			if json.Unmarshal(raw, &ev) == nil && ev.Type == "m.room.create" && ev.StateKey != nil && *ev.StateKey == "" &&
+				ev.Content.RoomVersion != "" {
+				version = ev.Content.RoomVersion
+			}
+		}
+	}
+	if version != "1" && version != "2" {
+		return "", incompatibleVersion(version)
+	}
+	return version, nil
+}
+
+// receiveInvite checks an invite of a user of ours by a user of origin
+// (either version of the endpoint), countersigns it and records it so
+// that /sync shows it. It returns the event signed by both servers.
+func (f *Federation) receiveInvite(r *InboundRequest, version string, event json.RawMessage, inviteRoomState []json.RawMessage) (gomatrixserverlib.PDU, error) {
+	ctx := r.Context()
 	roomID := r.HTTP.PathValue("roomId")
 	if err := f.checkServerACL(ctx, roomID, r.Origin); err != nil {
 		return nil, err
 	}
-	ev, err := f.checkMembershipEvent(ctx, r, body.RoomVersion, body.Event, membershipInvite)
+	ev, err := f.checkMembershipEvent(ctx, r, version, event, membershipInvite)
 	if err != nil {
 		return nil, err
 	}
@@ -260,15 +340,15 @@ func (f *Federation) onInvite(r *InboundRequest) (any, error) {
 		}
 		return nil, err
 	}
-	if err := f.checkInviteRoomState(ctx, body.RoomVersion, roomID, body.InviteRoomState); err != nil {
+	if err := f.checkInviteRoomState(ctx, version, roomID, inviteRoomState); err != nil {
 		return nil, err
 	}
 	if _, err := roomserver.StoreInvite.Call(ctx, f.bus, &roomserver.StoreInviteRequest{
-		RoomVersion: body.RoomVersion, Event: ev.JSON(), InviteRoomState: body.InviteRoomState,
+		RoomVersion: version, Event: ev.JSON(), InviteRoomState: inviteRoomState,
 	}); err != nil {
 		return nil, err
 	}
-	return map[string]any{"event": json.RawMessage(ev.JSON())}, nil
+	return ev, nil
 }
 
 // checkInviteRoomState applies the spec's validation of invite_room_state

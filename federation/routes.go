@@ -15,7 +15,9 @@ import (
 //   - inbound_edu.go: the EDUs of /send, handed to syncapi
 //   - inbound_events.go: /event, /state, /state_ids, /event_auth,
 //     /backfill, /get_missing_events
-//   - inbound_membership.go: make/send join, leave and knock; invite v2
+//   - inbound_timestamp.go: /timestamp_to_event
+//   - inbound_membership.go: make/send join, leave and knock; invite v1
+//     and v2
 //   - inbound_query.go: profile, directory, public rooms, devices, keys,
 //     OpenID, hierarchy
 
@@ -71,6 +73,7 @@ func (f *Federation) startRoutes(ctx context.Context) error {
 	f.signed("GET "+v1+"/event_auth/{roomId}/{eventId}", f.onEventAuth)
 	f.signed("GET "+v1+"/backfill/{roomId}", f.onBackfill)
 	f.signed("POST "+v1+"/get_missing_events/{roomId}", f.onGetMissingEvents)
+	f.signed("GET "+v1+"/timestamp_to_event/{roomId}", f.onTimestampToEvent)
 
 	f.signed("GET "+v1+"/make_join/{roomId}/{userId}", f.onMakeJoin)
 	f.signed("PUT "+v2+"/send_join/{roomId}/{eventId}", f.onSendJoin)
@@ -78,6 +81,7 @@ func (f *Federation) startRoutes(ctx context.Context) error {
 	f.signed("PUT "+v2+"/send_leave/{roomId}/{eventId}", f.onSendLeave)
 	f.signed("GET "+v1+"/make_knock/{roomId}/{userId}", f.onMakeKnock)
 	f.signed("PUT "+v1+"/send_knock/{roomId}/{eventId}", f.onSendKnock)
+	f.signed("PUT "+v1+"/invite/{roomId}/{eventId}", f.onInviteV1)
 	f.signed("PUT "+v2+"/invite/{roomId}/{eventId}", f.onInvite)
 
 	f.signed("GET "+v1+"/query/profile", f.onQueryProfile)

@@ -175,6 +175,7 @@ type FederationReader interface {
 	// prev_events are not stored (where backfill starts).
 	BackwardExtremities(ctx context.Context, roomID string) ([]string, error)
 	ServerVisibility // what a server may see of a room's history (visibility_server.go)
+	TimestampReader  // events by timestamp, for timestamp_to_event (reader_timestamp.go)
 }
 
 // StoredPDU is a stored event as federation sends it.

@@ -43,6 +43,8 @@ type RemotePresenceRequest struct {
 	UserID    string  `json:"user_id"`
 	Presence  string  `json:"presence"`
 	StatusMsg *string `json:"status_msg,omitempty"`
+	// LastActiveAgo (ms) as the user's server gave it; 0: active now.
+	LastActiveAgo int64 `json:"last_active_ago,omitempty"`
 }
 
 type RemoteDeviceListRequest struct {
@@ -53,6 +55,10 @@ type RemoteDeviceListRequest struct {
 // server says again (servers resend while the user types, and send
 // typing false when they stop).
 const remoteTypingTimeout = maxTypingTimeout
+
+// remotePresenceMaxAgo bounds the last_active_ago taken from a remote
+// server.
+const remotePresenceMaxAgo = 365 * 24 * time.Hour
 
 func (s *SyncAPI) serveFederationEDUs() error {
 	return errors.Join(
@@ -101,7 +107,12 @@ func (s *SyncAPI) remotePresence(ctx context.Context, req *RemotePresenceRequest
 		trimmed := (*req.StatusMsg)[:maxStatusMsgBytes]
 		req.StatusMsg = &trimmed
 	}
-	if err := s.setPresence(ctx, req.UserID, req.Presence, req.StatusMsg, true); err != nil {
+	// The remote clock's "ago" is kept as an age: last active at now−ago
+	// here (bounded, a server cannot date activity in the future or before
+	// presence existed).
+	ago := min(max(req.LastActiveAgo, 0), remotePresenceMaxAgo.Milliseconds())
+	lastActive := time.Now().Add(-time.Duration(ago) * time.Millisecond)
+	if err := s.storePresence(ctx, req.UserID, req.Presence, req.StatusMsg, true, lastActive); err != nil {
 		return nil, err
 	}
 	return &Empty{}, nil

@@ -129,7 +129,11 @@ func validPresence(p string) bool {
 // sets the status message; a sync's set_presence writes only a change of
 // state, and otherwise refreshes the last active time now and then.
 func (s *SyncAPI) setPresence(ctx context.Context, userID, presence string, statusMsg *string, explicit bool) error {
-	now := time.Now()
+	return s.storePresence(ctx, userID, presence, statusMsg, explicit, time.Now())
+}
+
+// storePresence is setPresence with the time the user was last active.
+func (s *SyncAPI) storePresence(ctx context.Context, userID, presence string, statusMsg *string, explicit bool, now time.Time) error {
 	nowMS := now.UnixMilli()
 	if !explicit {
 		if presence == presenceOnline && s.touches.fresh(userID, now) {

@@ -35,11 +35,26 @@ func run(t *testing.T, f func(t *testing.T, e *env)) {
 	}
 }
 
+// runOverNATS is run with every bus call going through NATS, for tests
+// that watch the requests on the wire.
+func runOverNATS(t *testing.T, f func(t *testing.T, e *env)) {
+	for _, backend := range sqltest.Backends() {
+		t.Run(backend, func(t *testing.T) {
+			f(t, newEnvWith(t, backend, bus.Options{StoreDir: t.TempDir(), NoLocalCalls: true}))
+		})
+	}
+}
+
 func newEnv(t testing.TB, backend string) *env {
+	t.Helper()
+	return newEnvWith(t, backend, bus.Options{StoreDir: t.TempDir()})
+}
+
+func newEnvWith(t testing.TB, backend string, opts bus.Options) *env {
 	t.Helper()
 	ctx := t.Context()
 	db := sqltest.Open(t, backend)
-	b, err := bus.Open(ctx, bus.Options{StoreDir: t.TempDir()})
+	b, err := bus.Open(ctx, opts)
 	if err != nil {
 		t.Fatalf("open bus: %v", err)
 	}

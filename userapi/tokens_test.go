@@ -94,7 +94,7 @@ func countQueries(t *testing.T, e *env) *atomic.Int64 {
 // The resolver of other processes caches answers, and a logout evicts them
 // from that cache well before its TTL.
 func TestTokenResolverCacheAndRevocation(t *testing.T) {
-	run(t, func(t *testing.T, e *env) {
+	runOverNATS(t, func(t *testing.T, e *env) {
 		resolve := userapi.NewTokenResolver(e.base.Bus)
 		reg := e.register(t, "alice", "pw")
 		other := e.login(t, "alice", "pw", "")

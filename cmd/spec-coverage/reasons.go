@@ -13,8 +13,6 @@ var (
 		"requestTokenToResetPasswordMSISDN": "Tchap issue (3PIDs)",
 		"requestTokenToRegisterEmail":       "Tchap issue (3PIDs)",
 		"requestTokenToRegisterMSISDN":      "Tchap issue (3PIDs)",
-		"getEventByTimestamp":               "not yet: needs the per-event history visibility of a server",
-		"sendInviteV1":                      "not served: every current server invites with v2 (v1 only carries room versions 1 and 2)",
 		"queryInfo":                         "profile and directory only: the spec defines no other query type",
 		"askPolicyServerToSign":             "policy servers are not supported",
 	}

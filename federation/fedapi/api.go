@@ -37,6 +37,12 @@ var (
 	// Backfill fetches older events of a room from other servers into the
 	// roomserver when a client paginates past the local history.
 	Backfill = bus.Endpoint[BackfillRequest, BackfillResponse]{Subject: "federation.backfill"}
+	// TimestampToEvent asks the other servers of a room for the event
+	// closest to a timestamp (timestamp_to_event) when the local history
+	// does not reach it, and makes the answer known here. M_NOT_FOUND:
+	// no server has an event closer than the local answer, or none needs
+	// asking.
+	TimestampToEvent = bus.Endpoint[TimestampToEventRequest, TimestampToEventResponse]{Subject: "federation.timestamp_to_event"}
 
 	// QueryKeys is /keys/query for remote users (device keys and
 	// cross-signing keys), grouped by server and asked in parallel.
@@ -108,6 +114,31 @@ type BackfillRequest struct {
 type BackfillResponse struct {
 	// Stored is how many events were added to the room's history.
 	Stored int `json:"stored"`
+}
+
+type TimestampToEventRequest struct {
+	RoomID    string `json:"room_id"`
+	TS        int64  `json:"ts"`
+	Backwards bool   `json:"backwards"`
+	// Local is the closest event found in the local history (nil: none);
+	// a remote answer is only taken when it is closer.
+	Local *TimestampedEvent `json:"local,omitempty"`
+}
+
+type TimestampedEvent struct {
+	EventID        string `json:"event_id"`
+	OriginServerTS int64  `json:"origin_server_ts"`
+}
+
+type TimestampToEventResponse struct {
+	TimestampedEvent
+	// Server is the server that answered.
+	Server string `json:"server"`
+	// InHistory is true when the event was backfilled into the room's
+	// history: the caller answers from the local history again, which
+	// applies its user's history visibility. Otherwise the event is
+	// stored as an outlier: known here, not in the timeline.
+	InHistory bool `json:"in_history,omitempty"`
 }
 
 // QueryKeysRequest: user ID -> device IDs (empty: all devices).

@@ -30,6 +30,9 @@ type Options struct {
 	// Prefix namespaces subjects and stream names, so several homeservers
 	// (tests, staging) can share one NATS cluster.
 	Prefix string
+	// NoLocalCalls sends every endpoint call through NATS, even to a
+	// handler of this process (tests of the wire path).
+	NoLocalCalls bool
 	// Replicas of each stream on an external cluster (1 by default).
 	Replicas int
 	// SyncAlways makes the embedded JetStream fsync every message.
@@ -47,6 +50,7 @@ type Bus struct {
 	log      *slog.Logger
 	inflight chan struct{} // bounds concurrently running request handlers
 	lag      *consumerLag
+	local    localEndpoints // endpoints served by this process (local.go)
 }
 
 // Open starts the embedded server or connects to the external cluster.
@@ -62,6 +66,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		inflight: make(chan struct{}, 512),
 		lag:      newConsumerLag(),
 	}
+	b.local.disabled = opts.NoLocalCalls
 	connOpts := []nats.Option{
 		nats.Name("chappe"),
 		nats.MaxReconnects(-1),
@@ -148,6 +153,7 @@ func startEmbedded(opts Options) (*server.Server, error) {
 
 // Close drains the connection and stops the embedded server.
 func (b *Bus) Close() {
+	b.forgetLocal()
 	if b.NC != nil {
 		_ = b.NC.Drain()
 		b.NC.Close()

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"sync"
@@ -18,7 +19,12 @@ type pong struct{ N int }
 // CHAPPE_TEST_NATS with the given prefix.
 func openTestBus(t *testing.T, dir, prefix string) *Bus {
 	t.Helper()
-	opts := Options{StoreDir: dir, Prefix: prefix}
+	return openTestBusWith(t, Options{StoreDir: dir, Prefix: prefix})
+}
+
+func openTestBusWith(t *testing.T, opts Options) *Bus {
+	t.Helper()
+	prefix := opts.Prefix
 	if u := os.Getenv("CHAPPE_TEST_NATS"); u != "" {
 		opts.URLs = strings.Split(u, ",")
 	}
@@ -48,9 +54,19 @@ func testPrefix(t *testing.T) string {
 	return "bt" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_") + time.Now().Format("150405.000000")
 }
 
+// Both paths of a call give the same answers: through NATS, and directly
+// to a handler of the same process.
 func TestEndpointCarriesMatrixErrors(t *testing.T) {
-	b := openTestBus(t, t.TempDir(), testPrefix(t))
-	defer b.Close()
+	for _, wire := range []bool{false, true} {
+		t.Run(map[bool]string{false: "local", true: "nats"}[wire], func(t *testing.T) {
+			b := openTestBusWith(t, Options{StoreDir: t.TempDir(), Prefix: testPrefix(t), NoLocalCalls: wire})
+			defer b.Close()
+			testEndpointAnswers(t, b)
+		})
+	}
+}
+
+func testEndpointAnswers(t *testing.T, b *Bus) {
 	ep := Endpoint[ping, pong]{Subject: "test.double"}
 	err := ep.Serve(b, func(_ context.Context, p *ping) (*pong, error) {
 		switch p.N {
@@ -58,16 +74,25 @@ func TestEndpointCarriesMatrixErrors(t *testing.T) {
 			return nil, mxerr.Forbidden("negative")
 		case -2:
 			panic("boom")
+		case -3:
+			return nil, errors.New("not a Matrix error")
+		case -4:
+			return nil, nil
 		}
-		return &pong{N: p.N * 2}, nil
+		p.N++ // the caller's request is the caller's: this must not reach it
+		return &pong{N: (p.N - 1) * 2}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	got, err := ep.Call(ctx, b, &ping{N: 21})
+	req := &ping{N: 21}
+	got, err := ep.Call(ctx, b, req)
 	if err != nil || got.N != 42 {
 		t.Fatalf("got %+v, %v", got, err)
+	}
+	if req.N != 21 {
+		t.Fatalf("the handler changed the caller's request: %d", req.N)
 	}
 	_, err = ep.Call(ctx, b, &ping{N: -1})
 	if me, ok := mxerr.As(err); !ok || me.Code != "M_FORBIDDEN" || me.Status != 403 {
@@ -81,10 +106,53 @@ func TestEndpointCarriesMatrixErrors(t *testing.T) {
 	if got, err := ep.Call(ctx, b, &ping{N: 1}); err != nil || got.N != 2 {
 		t.Fatalf("after panic: %+v, %v", got, err)
 	}
+	// Other errors are not shown to the caller.
+	_, err = ep.Call(ctx, b, &ping{N: -3})
+	if me, ok := mxerr.As(err); !ok || me.Status != 500 || me.Message != "internal error" {
+		t.Fatalf("want a bare internal error, got %v", err)
+	}
+	// No reply and no error: an empty reply.
+	if got, err := ep.Call(ctx, b, &ping{N: -4}); err != nil || got == nil || got.N != 0 {
+		t.Fatalf("empty reply: %+v, %v", got, err)
+	}
 	// Nobody serves this one.
 	_, err = Endpoint[ping, pong]{Subject: "test.nobody"}.Call(ctx, b, &ping{})
 	if me, ok := mxerr.As(err); !ok || me.Status != 503 {
 		t.Fatalf("want 503 for an unserved endpoint, got %v", err)
+	}
+}
+
+// A caller that gives up gets its context's error at once, on both paths,
+// while the handler carries on.
+func TestEndpointCallerGivesUp(t *testing.T) {
+	for _, wire := range []bool{false, true} {
+		t.Run(map[bool]string{false: "local", true: "nats"}[wire], func(t *testing.T) {
+			b := openTestBusWith(t, Options{StoreDir: t.TempDir(), Prefix: testPrefix(t), NoLocalCalls: wire})
+			defer b.Close()
+			started, release, finished := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			ep := Endpoint[ping, pong]{Subject: "test.slow"}
+			if err := ep.Serve(b, func(ctx context.Context, p *ping) (*pong, error) {
+				close(started)
+				<-release
+				close(finished)
+				return &pong{N: p.N}, ctx.Err()
+			}); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() {
+				_, err := ep.Call(ctx, b, &ping{N: 1})
+				errc <- err
+			}()
+			<-started
+			cancel()
+			if err := <-errc; !errors.Is(err, context.Canceled) {
+				t.Fatalf("want context.Canceled, got %v", err)
+			}
+			close(release)
+			<-finished // the handler ran to its end with a live context
+		})
 	}
 }
 

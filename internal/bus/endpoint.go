@@ -43,7 +43,8 @@ type envelope[Resp any] struct {
 var ErrUnavailable = errors.New("no process serves this endpoint")
 
 // Call sends req and waits for the reply. A Matrix error raised by the
-// handler comes back as *mxerr.Error.
+// handler comes back as *mxerr.Error. An endpoint this process serves is
+// answered here (local.go), through the same encoding, without NATS.
 func (e Endpoint[Req, Resp]) Call(ctx context.Context, b *Bus, req *Req) (*Resp, error) {
 	data, err := json.Marshal(req)
 	if err != nil {
@@ -54,15 +55,23 @@ func (e Endpoint[Req, Resp]) Call(ctx context.Context, b *Bus, req *Req) (*Resp,
 		ctx, cancel = context.WithTimeout(ctx, e.timeout())
 		defer cancel()
 	}
-	msg, err := b.NC.RequestWithContext(ctx, b.Subject(e.Subject), data)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, mxerr.New(http.StatusServiceUnavailable, "M_UNKNOWN", "%s is not running", e.Subject)
+	var reply []byte
+	if h := b.localHandler(e.Subject); h != nil {
+		if reply, err = h.call(ctx, data); err != nil {
+			return nil, fmt.Errorf("call %s: %w", e.Subject, err)
 		}
-		return nil, fmt.Errorf("call %s: %w", e.Subject, err)
+	} else {
+		msg, err := b.NC.RequestWithContext(ctx, b.Subject(e.Subject), data)
+		if err != nil {
+			if errors.Is(err, nats.ErrNoResponders) {
+				return nil, mxerr.New(http.StatusServiceUnavailable, "M_UNKNOWN", "%s is not running", e.Subject)
+			}
+			return nil, fmt.Errorf("call %s: %w", e.Subject, err)
+		}
+		reply = msg.Data
 	}
 	var env envelope[Resp]
-	if err := json.Unmarshal(msg.Data, &env); err != nil {
+	if err := json.Unmarshal(reply, &env); err != nil {
 		return nil, fmt.Errorf("decode %s reply: %w", e.Subject, err)
 	}
 	if env.Err != nil {
@@ -76,27 +85,34 @@ func (e Endpoint[Req, Resp]) Call(ctx context.Context, b *Bus, req *Req) (*Resp,
 
 // Serve answers the endpoint with h until the bus closes. Each request runs
 // in its own goroutine (bounded), so a slow request does not hold others.
+// Calls made in this process are answered directly (local.go).
 func (e Endpoint[Req, Resp]) Serve(b *Bus, h func(context.Context, *Req) (*Resp, error)) error {
 	subject := b.Subject(e.Subject)
 	_, err := b.NC.QueueSubscribe(subject, "chappe", func(msg *nats.Msg) {
 		b.inflight <- struct{}{}
 		go func() {
 			defer func() { <-b.inflight }()
-			e.handle(b, msg, h)
+			if err := msg.Respond(e.answer(b, msg.Data, h)); err != nil {
+				b.log.Warn("reply failed", "subject", e.Subject, "err", err)
+			}
 		}()
 	})
 	if err != nil {
 		return fmt.Errorf("serve %s: %w", subject, err)
 	}
+	b.serveLocally(e.Subject, func(data []byte) []byte { return e.answer(b, data, h) })
 	return nil
 }
 
-func (e Endpoint[Req, Resp]) handle(b *Bus, msg *nats.Msg, h func(context.Context, *Req) (*Resp, error)) {
+// answer runs h on an encoded request and encodes its reply. The handler's
+// context is its own, bounded by the endpoint's timeout: a caller that
+// goes away does not cut a request half done.
+func (e Endpoint[Req, Resp]) answer(b *Bus, data []byte, h func(context.Context, *Req) (*Resp, error)) []byte {
 	ctx, cancel := context.WithTimeout(context.Background(), e.timeout())
 	defer cancel()
 	var env envelope[Resp]
 	req := new(Req)
-	if err := json.Unmarshal(msg.Data, req); err != nil {
+	if err := json.Unmarshal(data, req); err != nil {
 		env.Err = mxerr.BadJSON("malformed %s request: %v", e.Subject, err)
 	} else {
 		resp, err := safeCall(ctx, req, h)
@@ -111,14 +127,12 @@ func (e Endpoint[Req, Resp]) handle(b *Bus, msg *nats.Msg, h func(context.Contex
 			env.Resp = resp
 		}
 	}
-	data, err := json.Marshal(&env)
+	reply, err := json.Marshal(&env)
 	if err != nil {
 		b.log.Error("encode reply", "subject", e.Subject, "err", err)
-		data, _ = json.Marshal(&envelope[Resp]{Err: mxerr.Unknown("internal error")})
+		reply, _ = json.Marshal(&envelope[Resp]{Err: mxerr.Unknown("internal error")})
 	}
-	if err := msg.Respond(data); err != nil {
-		b.log.Warn("reply failed", "subject", e.Subject, "err", err)
-	}
+	return reply
 }
 
 // safeCall turns a handler panic into an error: one bad request must not

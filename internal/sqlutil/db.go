@@ -123,6 +123,24 @@ func openPostgres(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if opts.MaxOpenConns > 0 {
 		cfg.MaxConns = int32(opts.MaxOpenConns)
 	}
+	// pgx prepares each query once per connection and reuses it. PostgreSQL
+	// plans a prepared statement for its arguments five times, then may
+	// keep one generic plan for the connection's life. On a fresh server
+	// those five run on tables still nearly empty, where a sequential scan
+	// is cheapest; the generic plan keeps scanning once the table holds
+	// 100,000 events (a 10,000-member room join spent 9.5 s of its 13–27 s
+	// in such scans of rs_events; TestPostgresPlansForTablesThatGrew
+	// shows 240 ms a lookup instead of 0.7 ms). force_custom_plan plans
+	// every execution for its arguments and the table's current size: a
+	// planning per query (0.2 ms for 128 ids, lost in the round trip for a
+	// lookup by key) but no parsing, which the prepared statement still
+	// saves; it also keeps a plan made for a small room from serving a
+	// large one. Not preparing at all (pgx's QueryExecModeCacheDescribe or
+	// Exec) would give custom plans too, but parse every query again. A
+	// plan_cache_mode given in the URL wins (PostgreSQL 12 or later).
+	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres pool: %w", err)
@@ -147,21 +165,7 @@ func openSQLite(ctx context.Context, dsn string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("create database directory: %w", err)
 		}
 	}
-	// WAL lets readers run beside the writer; _txlock=immediate takes the
-	// write lock at BEGIN so two writers queue on busy_timeout instead of
-	// failing with "database is locked" when a read lock is upgraded.
-	// synchronous(NORMAL) in WAL mode survives a process crash (kill -9);
-	// FULL also survives power loss and is chosen by config.
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(30000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "wal_autocheckpoint(0)")        // checkpoint.go does it beside the writer
-	q.Add("_pragma", "journal_size_limit(67108864)") // the log file shrinks back to 64 MB after a burst
-	q.Add("_pragma", "temp_store(MEMORY)")           // statement journals of multi-row writes: in memory, not a temp file written page by page
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	db, err := sql.Open("sqlite", sqliteDSN(path, 30_000))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
@@ -177,7 +181,32 @@ func openSQLite(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	writer := make(chan struct{}, 1)
-	return &DB{sql: db, Dialect: SQLite, writer: writer, checkpoints: startCheckpointer(db, writer)}, nil
+	checkpoints, err := startCheckpointer(ctx, sqliteDSN(path, checkpointReaderWait), writer)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return &DB{sql: db, Dialect: SQLite, writer: writer, checkpoints: checkpoints}, nil
+}
+
+// sqliteDSN is the driver's name for the database file at path, with the
+// connection settings, and a wait of busyMS for another connection's lock.
+func sqliteDSN(path string, busyMS int) string {
+	// WAL lets readers run beside the writer; _txlock=immediate takes the
+	// write lock at BEGIN so two writers queue on busy_timeout instead of
+	// failing with "database is locked" when a read lock is upgraded.
+	// synchronous(NORMAL) in WAL mode survives a process crash (kill -9);
+	// FULL also survives power loss and is chosen by config.
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyMS))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "wal_autocheckpoint(0)")        // checkpoint.go does it beside the writer
+	q.Add("_pragma", "journal_size_limit(67108864)") // the log file shrinks back to 64 MB after a burst
+	q.Add("_pragma", "temp_store(MEMORY)")           // statement journals of multi-row writes: in memory, not a temp file written page by page
+	q.Set("_txlock", "immediate")
+	return "file:" + path + "?" + q.Encode()
 }
 
 // Close closes the statements and the pool.

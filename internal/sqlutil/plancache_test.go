@@ -1,0 +1,179 @@
+package sqlutil
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// postgresSchemaDSN makes a fresh schema in CHAPPE_TEST_POSTGRES, dropped
+// when the test ends, and returns a URL selecting it with extra parameters.
+func postgresSchemaDSN(t *testing.T, params url.Values) string {
+	t.Helper()
+	base := os.Getenv("CHAPPE_TEST_POSTGRES")
+	if base == "" {
+		t.Skip("CHAPPE_TEST_POSTGRES is not set")
+	}
+	ctx := context.Background()
+	admin, err := Open(ctx, base, Options{MaxOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	schema := "pc_" + hex.EncodeToString(r[:])
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		_ = admin.Close()
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	for k, v := range params {
+		q[k] = v
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// A lookup first run while its table is empty must still use the index
+// once the table is large. The query is the roomserver's lookupEvents
+// (event_id IN ($1..$128)); one connection, so every execution reuses the
+// statement pgx prepared. plan_cache_mode=auto is PostgreSQL's default
+// (the behaviour before Open set force_custom_plan); its plan and the
+// times of both are logged, only Open's default is asserted on.
+func TestPostgresPlansForTablesThatGrew(t *testing.T) {
+	const small, rows, width = 20, 100_000, 128
+	for _, mode := range []string{"auto", ""} {
+		name := mode
+		if name == "" {
+			name = "open_default"
+		}
+		lookups := 100
+		if mode == "auto" {
+			lookups = 5 // each reads the whole table
+		}
+		t.Run(name, func(t *testing.T) {
+			params := url.Values{}
+			if mode != "" {
+				params.Set("plan_cache_mode", mode)
+			}
+			db, err := Open(context.Background(), postgresSchemaDSN(t, params), Options{MaxOpenConns: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			ctx := context.Background()
+			var setting string
+			if err := db.QueryRowContext(ctx, `SHOW plan_cache_mode`).Scan(&setting); err != nil {
+				t.Fatal(err)
+			}
+			if mode == "" && setting != "force_custom_plan" {
+				t.Fatalf("plan_cache_mode = %q, want force_custom_plan", setting)
+			}
+			if _, err := db.ExecContext(ctx, `CREATE TABLE ev (
+				event_nid BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,
+				room_nid BIGINT NOT NULL, type TEXT NOT NULL, json BYTEA NOT NULL)`); err != nil {
+				t.Fatal(err)
+			}
+			marks := make([]string, width)
+			for i := range marks {
+				marks[i] = fmt.Sprint("$", i+1)
+			}
+			lookup := `SELECT event_nid, json FROM ev WHERE event_id IN (` + strings.Join(marks, ", ") + `)`
+			ids := func(from int) []any {
+				out := make([]any, width)
+				for i := range out {
+					out[i] = fmt.Sprint("$e", (from+i*797)%rows)
+				}
+				return out
+			}
+			run := func(args []any) int {
+				rs, err := db.QueryContext(ctx, lookup, args...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rs.Close()
+				n := 0
+				for rs.Next() {
+					n++
+				}
+				if err := rs.Err(); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			fill := func(from, to int) {
+				if _, err := db.ExecContext(ctx, `INSERT INTO ev (event_id, room_nid, type, json)
+					SELECT '$e' || i, i % 10, 'm.room.member', convert_to(repeat('x', 300), 'UTF8')
+					FROM generate_series($1::BIGINT, $2::BIGINT - 1) AS i`, from, to); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A fresh server: a few events, which autovacuum has analysed.
+			fill(0, small)
+			if _, err := db.ExecContext(ctx, `ANALYZE ev`); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 10 { // the statement's first executions
+				run(ids(i))
+			}
+			fill(small, rows) // a large room joined
+
+			// EXPLAIN of the very statement pgx prepared, on the same connection.
+			sum := sha256.Sum256([]byte(lookup))
+			lits := make([]string, width)
+			for i, a := range ids(1) {
+				lits[i] = "'" + a.(string) + "'"
+			}
+			plan, err := Strings(ctx, db, `EXPLAIN (ANALYZE) EXECUTE stmtcache_`+hex.EncodeToString(sum[:24])+`(`+strings.Join(lits, ", ")+`)`)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			start := time.Now()
+			found := 0
+			for i := range lookups {
+				found += run(ids(i * 13))
+			}
+			elapsed := time.Since(start)
+
+			// The price of planning each time: a one-row lookup by key.
+			byKey := `SELECT json FROM ev WHERE event_nid = $1`
+			start = time.Now()
+			for i := range 2000 {
+				var b []byte
+				if err := db.QueryRowContext(ctx, byKey, int64(i*37%rows+1)).Scan(&b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			perKey := time.Since(start) / 2000
+
+			short := make([]string, len(plan))
+			for i, line := range plan {
+				short[i] = line[:min(len(line), 100)]
+			}
+			t.Logf("plan_cache_mode=%s: %d lookups of %d ids: %v (%v each, %d rows); key lookup %v each; plan:\n%s",
+				setting, lookups, width, elapsed, elapsed/time.Duration(lookups), found, perKey, strings.Join(short, "\n"))
+			if found != lookups*width {
+				t.Fatalf("found %d rows, want %d", found, lookups*width)
+			}
+			if mode == "" && strings.Contains(strings.Join(plan, "\n"), "Seq Scan") {
+				t.Fatalf("the lookup scans the whole table:\n%s", strings.Join(plan, "\n"))
+			}
+		})
+	}
+}
