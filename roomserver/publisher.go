@@ -25,6 +25,8 @@ type publisher struct {
 	done   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	followers followers // components of this process fed first (commit_feed.go)
 }
 
 func newPublisher(b *bus.Bus, log *slog.Logger) *publisher {
@@ -32,7 +34,10 @@ func newPublisher(b *bus.Bus, log *slog.Logger) *publisher {
 	return &publisher{bus: b, log: log, queue: make(chan []OutputEvent, 4096), done: make(chan struct{}), ctx: ctx, cancel: cancel}
 }
 
-func (p *publisher) enqueue(outs []OutputEvent) { p.queue <- outs }
+func (p *publisher) enqueue(outs []OutputEvent) {
+	p.feed(outs)
+	p.queue <- outs
+}
 
 func (p *publisher) run() {
 	defer close(p.done)

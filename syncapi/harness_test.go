@@ -39,6 +39,9 @@ type harness struct {
 	nextID  atomic.Int64
 	// noPresence turns presence.enabled off (newHarnessWith).
 	noPresence bool
+	// feed, when set, plays the commit feed of a roomserver in the same
+	// process: send hands it each event too (feed_test.go).
+	feed *fakeFeed
 }
 
 const (
@@ -64,14 +67,22 @@ func newHarness(t *testing.T) *harness {
 
 func newHarnessWith(t *testing.T, noPresence bool) *harness {
 	t.Helper()
+	return newHarnessOf(t, &harness{noPresence: noPresence})
+}
+
+// newHarnessOf starts the harness h describes (noPresence, feed).
+func newHarnessOf(t *testing.T, h *harness) *harness {
+	t.Helper()
 	ctx := context.Background()
-	h := &harness{t: t, reader: &fakeReader{}, noPresence: noPresence, devices: map[string]*userapi.Device{
+	h.t, h.reader = t, &fakeReader{}
+	h.devices = map[string]*userapi.Device{
 		aliceTok:  {UserID: alice, DeviceID: "ALICEDESK"},
 		alice2Tok: {UserID: alice, DeviceID: "ALICEPHONE"},
 		bobTok:    {UserID: bob, DeviceID: "BOB"},
 		carolTok:  {UserID: carol, DeviceID: "CAROL"},
 		daveTok:   {UserID: dave, DeviceID: "DAVE"},
-	}}
+	}
+
 	b, err := bus.Open(ctx, bus.Options{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +111,11 @@ func newHarnessWith(t *testing.T, noPresence bool) *harness {
 		t.Fatal(err)
 	}
 	cfg := &config.Config{ServerName: "test", Presence: config.Presence{Enabled: !h.noPresence}}
-	api, err := New(ctx, &base.Base{Config: cfg, DB: db, Bus: b, Log: slog.Default(), Router: router}, h.reader)
+	var opts []Option
+	if h.feed != nil {
+		opts = append(opts, WithCommitFeed(h.feed))
+	}
+	api, err := New(ctx, &base.Base{Config: cfg, DB: db, Bus: b, Log: slog.Default(), Router: router}, h.reader, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,11 +135,12 @@ func (h *harness) send(se roomserver.StreamEvent, membership string) int64 {
 	ev.EventID = fmt.Sprintf("$ev%d", h.nextID.Add(1))
 	ev.OriginServerTS = time.Now().UnixMilli() - 1000
 	pos := h.reader.add(se, membership)
-	_, err := roomserver.Output.Publish(context.Background(), h.bus, &roomserver.OutputEvent{
+	out := &roomserver.OutputEvent{
 		Pos: pos, RoomID: ev.RoomID, EventID: ev.EventID, Type: ev.Type, Sender: ev.Sender,
 		StateKey: ev.StateKey, Membership: membership,
-	})
-	if err != nil {
+	}
+	h.feed.hand(*out)
+	if _, err := roomserver.Output.Publish(context.Background(), h.bus, out); err != nil {
 		h.t.Fatal(err)
 	}
 	return pos

@@ -35,6 +35,7 @@ type pushState struct {
 	progress    progressSignal
 	rules       rulesCache
 	sender      *pushSender
+	gate        pushGate // the commit feed and the stream evaluate each event once (feed.go)
 }
 
 // startPush registers the push endpoints and starts the consumer and the
@@ -60,7 +61,7 @@ func (s *SyncAPI) startPush(ctx context.Context, r *httputil.Router) error {
 		return fmt.Errorf("listen to push rule changes: %w", err)
 	}
 	s.subs = append(s.subs, rulesSub)
-	sub, err := roomserver.Output.ConsumeDurableBatch(ctx, s.bus, pushDurable, pushBatchSize, s.onPushBatch)
+	sub, err := roomserver.Output.ConsumeDurableBatch(ctx, s.bus, pushDurable, pushBatchSize, s.pushOnce) // feed.go
 	if err != nil {
 		return fmt.Errorf("listen to room events for push: %w", err)
 	}

@@ -3,7 +3,6 @@ package syncapi
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/chappe-matrix/chappe/roomserver"
 )
@@ -13,21 +12,13 @@ import (
 // between, the event exists but the push consumer has not seen it.
 func (h *harness) publishLate(roomID, sender, body string) (eventID string, pos int64, publish func()) {
 	h.t.Helper()
-	se := roomserver.StreamEvent{Event: roomserver.ClientEvent{RoomID: roomID, Sender: sender, Type: "m.room.message",
-		Content: mustJSON(map[string]string{"msgtype": "m.text", "body": body})}}
-	se.Event.EventID = "$late" + body
-	se.Event.OriginServerTS = time.Now().UnixMilli()
-	pos = h.reader.add(se, "")
-	pdu := mustJSON(map[string]any{"type": se.Event.Type, "sender": sender, "room_id": roomID,
-		"content": se.Event.Content, "origin_server_ts": se.Event.OriginServerTS})
-	return se.Event.EventID, pos, func() {
+	out := h.messageOut(roomID, sender, body) // feed_test.go
+	return out.EventID, out.Pos, func() {
 		h.t.Helper()
-		_, err := roomserver.Output.Publish(context.Background(), h.bus, &roomserver.OutputEvent{
-			Pos: pos, RoomID: roomID, EventID: se.Event.EventID, Type: se.Event.Type, Sender: sender, Event: pdu})
-		if err != nil {
+		if _, err := roomserver.Output.Publish(context.Background(), h.bus, &out); err != nil {
 			h.t.Fatal(err)
 		}
-		eventually(h.t, "the push consumer to count "+se.Event.EventID, func() bool { return h.api.push.processed.Load() >= pos })
+		eventually(h.t, "the push consumer to count "+out.EventID, func() bool { return h.api.push.processed.Load() >= out.Pos })
 	}
 }
 

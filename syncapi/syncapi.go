@@ -41,12 +41,14 @@ type SyncAPI struct {
 	closeOnce sync.Once
 
 	history historyBackfill // older history of federated rooms (messages_backfill.go)
+
+	feed roomserver.CommitFeed // the roomserver of this process, if any (feed.go)
 }
 
 // New migrates syncapi's tables, starts listening to the roomserver's
 // output and to syncapi's own, and registers the endpoints on the
 // process's router.
-func New(ctx context.Context, b *base.Base, reader roomserver.EventReader) (*SyncAPI, error) {
+func New(ctx context.Context, b *base.Base, reader roomserver.EventReader, opts ...Option) (*SyncAPI, error) {
 	log := b.Log
 	if log == nil {
 		log = slog.Default()
@@ -68,6 +70,9 @@ func New(ctx context.Context, b *base.Base, reader roomserver.EventReader) (*Syn
 		presenceEnabled: presence,
 		done:            make(chan struct{}),
 	}
+	for _, o := range opts {
+		o(s)
+	}
 	// The roomserver creates its stream too; doing it here as well lets a
 	// process that runs syncapi without the roomserver start first.
 	if err := roomserver.Output.Ensure(ctx, b.Bus); err != nil {
@@ -76,12 +81,14 @@ func New(ctx context.Context, b *base.Base, reader roomserver.EventReader) (*Syn
 	if err := Output.Ensure(ctx, b.Bus); err != nil {
 		return nil, err
 	}
-	sub, err := roomserver.Output.ConsumeNew(ctx, b.Bus, s.notifier.onEvent)
-	if err != nil {
-		return nil, fmt.Errorf("listen to room events: %w", err)
+	if s.feed == nil {
+		sub, err := roomserver.Output.ConsumeNew(ctx, b.Bus, s.notifier.onEvent)
+		if err != nil {
+			return nil, fmt.Errorf("listen to room events: %w", err)
+		}
+		s.subs = append(s.subs, sub)
 	}
-	s.subs = append(s.subs, sub)
-	sub, err = Output.ConsumeNew(ctx, b.Bus, s.onOutput) // presence_touch.go
+	sub, err := Output.ConsumeNew(ctx, b.Bus, s.onOutput) // presence_touch.go
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("listen to sync output: %w", err)
@@ -95,6 +102,9 @@ func New(ctx context.Context, b *base.Base, reader roomserver.EventReader) (*Syn
 	if err := s.startE2EE(ctx); err != nil { // devicelists_start.go
 		s.Close()
 		return nil, err
+	}
+	if s.feed != nil {
+		s.followFeed() // feed.go
 	}
 	return s, nil
 }

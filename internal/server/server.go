@@ -145,15 +145,17 @@ func (s *Server) startComponents(ctx context.Context) error {
 		s.localUserAPI = c
 		s.components = append(s.components, c)
 	}
+	var syncOpts []syncapi.Option
 	if cfg.Runs(config.ComponentRoomserver) {
 		c, err := roomserver.New(ctx, b)
 		if err != nil {
 			return fmt.Errorf("start roomserver: %w", err)
 		}
 		s.components = append(s.components, c)
+		syncOpts = append(syncOpts, syncapi.WithCommitFeed(c))
 	}
 	if cfg.Runs(config.ComponentSyncAPI) {
-		c, err := syncapi.New(ctx, b, roomserver.NewEventReader(b.DB))
+		c, err := syncapi.New(ctx, b, roomserver.NewEventReader(b.DB), syncOpts...)
 		if err != nil {
 			return fmt.Errorf("start syncapi: %w", err)
 		}
