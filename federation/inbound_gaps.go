@@ -22,11 +22,13 @@ const (
 
 // fillGap handles an event whose prev_events or auth_events are not
 // stored. First the events between our forward extremities and it are
-// asked of origin (get_missing_events) and input oldest first; if the
-// event still does not fit, the state before it is asked (/state_ids),
-// its unknown events fetched and stored as outliers, and the event input
-// with that state. retry inputs the event once before anything is asked
-// (an earlier gap filled may have brought its parents).
+// asked of origin (get_missing_events) and input oldest first, the
+// earliest with the state before it when the gap is longer than the
+// answer (bridgeGap); if the event still does not fit, the state before
+// it is asked (/state_ids), its unknown events fetched and stored as
+// outliers, and the event input with that state. retry inputs the event
+// once before anything is asked (an earlier gap filled may have brought
+// its parents).
 func (f *Federation) fillGap(ctx context.Context, origin, roomID, version string, ev gomatrixserverlib.PDU, retry bool) (*roomserver.InputResult, error) {
 	input := func(stateBefore []string) (*roomserver.InputResult, error) {
 		return f.inputNew(ctx, roomID, origin, ev, stateBefore)
@@ -37,7 +39,7 @@ func (f *Federation) fillGap(ctx context.Context, origin, roomID, version string
 		}
 	}
 	if err := f.fetchMissingEvents(ctx, origin, roomID, version, ev); err != nil {
-		f.log.Info("get_missing_events failed; asking for the state", "origin", origin, "event", ev.EventID(), "err", err)
+		f.log.Info("get_missing_events did not fill the gap; asking for the state", "origin", origin, "event", ev.EventID(), "err", err)
 	} else if res, err := input(nil); err != nil || res.Status != roomserver.InputMissing {
 		return res, err
 	}
@@ -82,13 +84,62 @@ func (f *Federation) fetchMissingEvents(ctx context.Context, origin, roomID, ver
 	if err != nil {
 		return err
 	}
-	for _, r := range res.Results {
-		if r.Status == roomserver.InputMissing {
-			f.log.Info("the gap is longer than get_missing_events' answer", "room", roomID, "event", r.EventID)
-			break
+	return f.bridgeGap(ctx, origin, roomID, version, evs, res.Results)
+}
+
+// bridgeGap places the events of a get_missing_events answer that did not
+// fit because the gap is longer than the answer: the earliest of them
+// whose missing parents are all outside the answer is input with the
+// state before it (/state_ids), then the others again, so that they join
+// the timeline before the event that needed them. Were they dropped, the
+// event would be input alone with its state, and the missing events,
+// when origin sends them later, would come after it in the stream: an
+// incremental sync that gets them together with it has a limited
+// timeline of the newest positions, the older events, and never shows
+// the event.
+func (f *Federation) bridgeGap(ctx context.Context, origin, roomID, version string, evs []gomatrixserverlib.PDU, results []roomserver.InputResult) error {
+	inAnswer := make(map[string]bool, len(evs))
+	for _, ev := range evs {
+		inAnswer[ev.EventID()] = true
+	}
+	var first gomatrixserverlib.PDU
+	var rest []gomatrixserverlib.PDU
+	for i, r := range results {
+		switch {
+		case r.Status != roomserver.InputMissing:
+		case first == nil && !anyIn(r.Missing, inAnswer):
+			first = evs[i]
+		default:
+			rest = append(rest, evs[i])
 		}
 	}
-	return nil
+	if first == nil {
+		return nil
+	}
+	f.log.Info("the gap is longer than get_missing_events' answer; asking for the state before its earliest event",
+		"room", roomID, "event", first.EventID())
+	state, err := f.fetchStateBefore(ctx, origin, roomID, version, first.EventID())
+	if err != nil {
+		return err
+	}
+	if res, err := f.inputNew(ctx, roomID, origin, first, state); err != nil || res.Status == roomserver.InputMissing {
+		return err // still missing: the event that needed them gets its own state
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	_, err = f.inputEvents(ctx, roomID, roomserver.InputKindNew, origin, rest)
+	return err
+}
+
+// anyIn says whether one of ids is in set.
+func anyIn(ids []string, set map[string]bool) bool {
+	for _, id := range ids {
+		if set[id] {
+			return true
+		}
+	}
+	return false
 }
 
 // fetchStateBefore asks origin for the state before eventID, stores the

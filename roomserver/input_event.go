@@ -194,12 +194,14 @@ func (j *inputJob) storeAccepted(ctx context.Context, it *inputItem, stored *dag
 	if err := j.applyMembership(ctx, old, changed, j.pos); err != nil {
 		return err
 	}
-	p, err := j.timelineEvent(ctx, ev, nid, j.pos, before)
+	// advanceCurrent may have flushed the row: what follows reads its nid
+	// from the row, never from the nid above.
+	p, err := j.timelineEvent(ctx, row, before)
 	if err != nil {
 		return err
 	}
 	j.outs = append(j.outs, outputOf(j.h, p))
-	j.remember(ev, nid, j.pos, before, after, rowFlags{})
+	j.remember(row, before, after)
 	it.result.Status = InputAccepted
 	return nil
 }
@@ -254,11 +256,11 @@ func (j *inputJob) storeSoftFailed(ctx context.Context, it *inputItem, stored *d
 	ev := it.pdu
 	row := newEventRow(ev, j.rs.negativePos())
 	row.softFailed = true
-	nid, after, err := j.storeBesideState(ctx, nil, row, before)
+	after, err := j.storeBesideState(ctx, nil, row, before)
 	if err != nil {
 		return err
 	}
-	j.remember(ev, nid, row.pos, before, after, rowFlags{softFailed: true})
+	j.remember(row, before, after)
 	it.result.Status = InputSoftFailed
 	return nil
 }
@@ -274,48 +276,47 @@ func (j *inputJob) storeBackfilled(ctx context.Context, it *inputItem, stored *d
 	}
 	row := newEventRow(ev, pos)
 	row.backfilled = true
-	nid, after, err := j.storeBesideState(ctx, stored, row, before)
+	after, err := j.storeBesideState(ctx, stored, row, before)
 	if err != nil {
 		return err
 	}
 	if pos > 0 {
-		if _, err := j.timelineEvent(ctx, ev, nid, pos, before); err != nil {
+		if _, err := j.timelineEvent(ctx, row, before); err != nil {
 			return err
 		}
 	}
-	j.remember(ev, nid, pos, before, after, rowFlags{backfilled: true})
+	j.remember(row, before, after)
 	it.result.Status = InputAccepted
 	return nil
 }
 
 // storeBesideState stores an event that leaves the room's current state
 // as it is (soft-failed, backfilled), with the state before and after it.
-func (j *inputJob) storeBesideState(ctx context.Context, stored *dagEvent, row *eventRow, before *stateView) (int64, *stateView, error) {
+func (j *inputJob) storeBesideState(ctx context.Context, stored *dagEvent, row *eventRow, before *stateView) (*stateView, error) {
 	row.setState(before, before)
 	row.replaces = replacedIn(row.pdu, before)
 	nid, err := j.store(ctx, stored, row)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	after, err := j.afterEvent(ctx, row.pdu, nid, before)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	if err := j.updateAfter(ctx, row, after.nid, after.nid); err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	return nid, after, nil
+	return after, nil
 }
 
 // storeOutlier stores an event for its own sake.
 func (j *inputJob) storeOutlier(ctx context.Context, it *inputItem) error {
 	row := newEventRow(it.pdu, j.rs.negativePos())
 	row.outlier = true
-	nid, err := j.store(ctx, nil, row)
-	if err != nil {
+	if _, err := j.store(ctx, nil, row); err != nil {
 		return err
 	}
-	j.remember(it.pdu, nid, row.pos, nil, nil, rowFlags{outlier: true})
+	j.remember(row, nil, nil)
 	it.result.Status = InputAccepted
 	return nil
 }
@@ -331,11 +332,10 @@ func (j *inputJob) reject(ctx context.Context, it *inputItem, stored *dagEvent, 
 	row := newEventRow(it.pdu, j.rs.negativePos())
 	row.rejected = true
 	row.outlier = it.in.Kind == InputKindOutlier
-	nid, err := j.store(ctx, nil, row)
-	if err != nil {
+	if _, err := j.store(ctx, nil, row); err != nil {
 		return err
 	}
-	j.remember(it.pdu, nid, row.pos, nil, nil, rowFlags{rejected: true, outlier: row.outlier})
+	j.remember(row, nil, nil)
 	return nil
 }
 
@@ -343,12 +343,17 @@ func (j *inputJob) reject(ctx context.Context, it *inputItem, stored *dagEvent, 
 // new message event's row waits (nid 0) to go with others in one
 // statement (flush): nothing reads it by nid before, and what would is
 // preceded by a flush (auth and redaction targets, resolution, finish).
+// An outlier made part of the DAG is updated by nid: one stored earlier in
+// the same request may still be waiting.
 func (j *inputJob) store(ctx context.Context, stored *dagEvent, row *eventRow) (int64, error) {
 	ev := row.pdu
 	if stored == nil && ev.StateKey() == nil && ev.Type() != spec.MRoomRedaction {
 		j.deferred = append(j.deferred, row)
 		j.waiting[ev.EventID()] = &waitingRow{}
 		return 0, nil
+	}
+	if err := j.flushFor(ctx, stored); err != nil {
+		return 0, err
 	}
 	if _, err := row.save(ctx, j.tx, j.h.nid, stored); err != nil {
 		return 0, err
@@ -427,24 +432,30 @@ func (j *inputJob) updateAfter(ctx context.Context, row *eventRow, after, roomAf
 }
 
 // remember makes a stored event of the request known to the later ones.
-func (j *inputJob) remember(ev gomatrixserverlib.PDU, nid, pos int64, before, after *stateView, f rowFlags) {
+// The nid is read from the row here, not carried by the caller: a row that
+// waited may have been flushed since it was stored (resolution flushes),
+// and a copy taken before would stay 0 for good.
+func (j *inputJob) remember(row *eventRow, before, after *stateView) {
+	ev := row.pdu
 	d := &dagEvent{
-		nid: nid, id: ev.EventID(), roomNID: j.h.nid, evType: ev.Type(), stateKey: ev.StateKey(), depth: ev.Depth(), pos: pos,
-		rejected: f.rejected, outlier: f.outlier, softFailed: f.softFailed, after: after,
+		nid: row.nid, id: ev.EventID(), roomNID: j.h.nid, evType: ev.Type(), stateKey: ev.StateKey(), depth: ev.Depth(),
+		pos: row.pos, rejected: row.rejected, outlier: row.outlier, softFailed: row.softFailed, after: after,
 	}
 	if before != nil {
 		d.snapBefore, d.snapAfter = before.nid, after.nid
 	}
 	j.known[d.id] = d
-	if w := j.waiting[d.id]; w != nil && nid == 0 {
+	if w := j.waiting[d.id]; w != nil && row.nid == 0 {
 		w.d = d
 	}
 }
 
 // timelineEvent records what an event of the timeline adds beside its
-// row: a redaction it applies, its relation and its search text.
-func (j *inputJob) timelineEvent(ctx context.Context, ev gomatrixserverlib.PDU, nid, pos int64, before *stateView) (*pendingEvent, error) {
-	p := &pendingEvent{pdu: ev, nid: nid, pos: pos}
+// row: a redaction it applies, its relation and its search text. Like
+// remember, it reads the nid from the row once nothing more may flush.
+func (j *inputJob) timelineEvent(ctx context.Context, row *eventRow, before *stateView) (*pendingEvent, error) {
+	ev := row.pdu
+	p := &pendingEvent{pdu: ev, pos: row.pos}
 	if sk := ev.StateKey(); sk != nil {
 		p.key = &stateKey{ev.Type(), *sk}
 		if ev.Type() == spec.MRoomMember {
@@ -462,8 +473,9 @@ func (j *inputJob) timelineEvent(ctx context.Context, ev gomatrixserverlib.PDU, 
 		}
 		j.redacted = append(j.redacted, target)
 	}
+	p.nid = row.nid
 	j.timeline = append(j.timeline, p)
-	if w := j.waiting[ev.EventID()]; w != nil && nid == 0 {
+	if w := j.waiting[ev.EventID()]; w != nil && row.nid == 0 {
 		w.p = p
 	}
 	return p, nil

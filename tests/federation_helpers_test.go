@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -207,14 +206,4 @@ func (u *fedUser) lastState(roomID id.RoomID, typ event.Type) *event.Event {
 		}
 	}
 	return last
-}
-
-// skipUnlessFlakyRun skips a federation test that fails now and then under
-// load (a product bug still being chased, see the note), unless
-// CHAPPE_TEST_FLAKY=1: CI must not fail at random meanwhile.
-func skipUnlessFlakyRun(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CHAPPE_TEST_FLAKY") != "1" {
-		t.Skipf("fails now and then under load (%s); run with CHAPPE_TEST_FLAKY=1", why)
-	}
 }
