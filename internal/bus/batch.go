@@ -21,11 +21,9 @@ type BatchHandler[T any] func(ctx context.Context, batch []Message[T]) error
 
 // ConsumeDurableBatch is ConsumeDurable for handlers that do better with
 // several messages at once (one transaction for many events): it hands h
-// up to size messages, every one that has arrived when it asks and none
+// up to size messages, every one that is pending when it asks and none
 // that is not yet published (a lone message is not held back to fill a
-// batch), and acknowledges them once h succeeds. Messages are pulled
-// ahead of the handler (prefetch.go), so the next batch is waiting when h
-// returns.
+// batch), and acknowledges them once h succeeds.
 //
 // Order and crash safety are ConsumeDurable's within a process: batches
 // follow each other, and the messages of a batch that was not
@@ -50,26 +48,23 @@ func (t Topic[T]) ConsumeDurableBatch(ctx context.Context, b *Bus, durable strin
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s on %s: %w", durable, t.Stream, err)
 	}
-	pre, err := startPrefetch(cons, size, b.log)
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s on %s: %w", durable, t.Stream, err)
-	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	sub := &subscription{cancel: cancel, done: make(chan struct{}), untrack: func() { b.lag.untrack(durable) }}
 	go func() {
 		defer close(sub.done)
-		defer pre.stop()
-		for {
-			select {
-			case <-runCtx.Done():
-				return
-			case <-pre.ready:
+		for runCtx.Err() == nil {
+			msgs, err := nextBatch(runCtx, cons, size)
+			if err != nil {
+				if runCtx.Err() == nil {
+					b.log.Warn("fetch failed", "stream", t.Stream, "consumer", durable, "err", err)
+					sleepCtx(runCtx, 250*time.Millisecond)
+				}
+				continue
 			}
-			msgs := pre.take(size)
 			if len(msgs) == 0 {
 				continue
 			}
-			t.deliverBatch(runCtx, b, msgs, h, pre.touch)
+			t.deliverBatch(runCtx, b, msgs, h)
 		}
 	}()
 	b.lag.track(durable, t.Stream, cons)
@@ -79,6 +74,41 @@ func (t Topic[T]) ConsumeDurableBatch(ctx context.Context, b *Bus, durable strin
 // maxBatch bounds a batch whatever the caller asks: JetStream keeps that
 // many messages pending for the consumer.
 const maxBatch = 10_000
+
+// nextBatch takes what is pending, up to size, at once; when nothing is, it
+// waits up to fetchWait (or until ctx ends) for one message and then takes
+// what else arrived meanwhile. Each pull request is complete when this
+// returns.
+func nextBatch(ctx context.Context, cons jetstream.Consumer, size int) ([]jetstream.Msg, error) {
+	msgs, err := collect(cons.FetchNoWait(size))
+	if err != nil || len(msgs) > 0 {
+		return msgs, err
+	}
+	batch, done, err := fetchOne(ctx, cons)
+	msgs, err = collect(batch, err)
+	if done != nil {
+		done()
+	}
+	if err != nil || len(msgs) == 0 || size == 1 {
+		return msgs, err
+	}
+	// Failing to take more is no reason to hold back the one taken.
+	more, _ := collect(cons.FetchNoWait(size - 1))
+	return append(msgs, more...), nil
+}
+
+// collect drains one pull request. A request that ends without messages
+// (nothing pending, or the wait ran out) is not an error.
+func collect(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for msg := range batch.Messages() {
+		msgs = append(msgs, msg)
+	}
+	return msgs, nil
+}
 
 // handBack gives messages back to JetStream, oldest first, so that they
 // are redelivered in order.
@@ -91,7 +121,7 @@ func handBack(msgs []jetstream.Msg) {
 // deliverBatch decodes msgs and hands them to h, retrying h with back-off
 // until it succeeds (then every message is acknowledged) or the
 // subscription stops (then they are handed back).
-func (t Topic[T]) deliverBatch(ctx context.Context, b *Bus, msgs []jetstream.Msg, h BatchHandler[T], touchQueued func()) {
+func (t Topic[T]) deliverBatch(ctx context.Context, b *Bus, msgs []jetstream.Msg, h BatchHandler[T]) {
 	if ctx.Err() != nil {
 		handBack(msgs)
 		return
@@ -113,7 +143,7 @@ func (t Topic[T]) deliverBatch(ctx context.Context, b *Bus, msgs []jetstream.Msg
 		batch = append(batch, Message[T]{Seq: meta.Sequence.Stream, Value: v})
 	}
 	if len(batch) > 0 {
-		stopBeat := heartbeatAll(msgs, touchQueued)
+		stopBeat := heartbeatAll(msgs)
 		ok := t.runBatch(ctx, b, batch, h)
 		stopBeat()
 		if !ok {
@@ -158,9 +188,8 @@ func (t Topic[T]) runBatch(ctx context.Context, b *Bus, batch []Message[T], h Ba
 	}
 }
 
-// heartbeatAll is heartbeat for every message of a batch, and for the
-// messages queued behind it (touchQueued).
-func heartbeatAll(msgs []jetstream.Msg, touchQueued func()) (stop func()) {
+// heartbeatAll is heartbeat for every message of a batch.
+func heartbeatAll(msgs []jetstream.Msg) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(ackWait / 3)
@@ -171,7 +200,6 @@ func heartbeatAll(msgs []jetstream.Msg, touchQueued func()) (stop func()) {
 				for _, m := range msgs {
 					_ = m.InProgress()
 				}
-				touchQueued()
 			case <-done:
 				return
 			}
