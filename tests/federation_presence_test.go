@@ -3,6 +3,9 @@ package tests
 import (
 	"testing"
 
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+
 	"github.com/chappe-matrix/chappe/internal/testserver"
 )
 
@@ -13,7 +16,14 @@ func TestFederationPresenceKeepsLastActiveAgo(t *testing.T) {
 	ctx := ctxT(t)
 	srv := testserver.NewFederation(t, fedA, fedB)
 	alice, bob := newFedUser(t, srv[0], "alice"), newFedUser(t, srv[1], "bob")
-	publicRoom(t, ctx, alice, bob)
+	// Bob joins without ever syncing: his server has no presence of its
+	// own to send for him, which would race with the update below.
+	created, err := alice.cli.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.join(ctx, string(created.RoomID), srv[0].Config.ServerName)
+	alice.waitMember(created.RoomID, bob.id(), event.MembershipJoin)
 
 	status, body := asServer(t, srv[1], srv[0], "PUT", "/_matrix/federation/v1/send/presence-1", map[string]any{
 		"origin":           srv[1].Config.ServerName,
