@@ -117,7 +117,7 @@ func (f *Federation) backfillFrom(ctx context.Context, server, roomID, version s
 		switch r.Status {
 		case roomserver.InputAccepted:
 			stored++
-		case roomserver.InputMissing, roomserver.InputRejected:
+		case roomserver.InputMissing, roomserver.InputRejected, roomserver.InputNoPosition:
 			f.log.Info("a backfilled event was not stored", "room", roomID, "event", r.EventID, "type", evs[i].Type(),
 				"status", r.Status, "reason", r.Reason, "missing", r.Missing)
 		}

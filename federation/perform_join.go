@@ -7,10 +7,10 @@ import (
 	"fmt"
 
 	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/tidwall/gjson"
 
 	"github.com/chappe-matrix/chappe/federation/fedapi"
 	"github.com/chappe-matrix/chappe/internal/mxerr"
-	"github.com/chappe-matrix/chappe/roomserver"
 )
 
 // A remote join is done by hand rather than with gomatrixserverlib's
@@ -27,6 +27,47 @@ type sendJoinAnswer struct {
 	Event     json.RawMessage   `json:"event"`
 }
 
+// readSendJoinAnswer splits send_join's answer into its events without
+// decoding them: each is decoded, and checked, once, by parseAnswerEvents
+// (a whole json.Unmarshal of a 60 MB answer scans it twice more).
+func readSendJoinAnswer(raw []byte) (*sendJoinAnswer, error) {
+	// raw is valid JSON: doSigned decoded it.
+	var answer sendJoinAnswer
+	list := func(field string, out *[]json.RawMessage) error {
+		v := gjson.GetBytes(raw, field)
+		if !v.Exists() {
+			return nil
+		}
+		if !v.IsArray() {
+			return fmt.Errorf("%s is not a list", field)
+		}
+		v.ForEach(func(_, item gjson.Result) bool {
+			*out = append(*out, subslice(raw, item))
+			return true
+		})
+		return nil
+	}
+	if err := list("state", &answer.State); err != nil {
+		return nil, err
+	}
+	if err := list("auth_chain", &answer.AuthChain); err != nil {
+		return nil, err
+	}
+	if ev := gjson.GetBytes(raw, "event"); ev.Exists() {
+		answer.Event = subslice(raw, ev)
+	}
+	return &answer, nil
+}
+
+// subslice is a value's bytes within the JSON it was found in (a copy
+// when gjson does not say where).
+func subslice(raw []byte, v gjson.Result) json.RawMessage {
+	if end := v.Index + len(v.Raw); v.Index > 0 && end <= len(raw) && string(raw[v.Index:end]) == v.Raw {
+		return raw[v.Index:end:end]
+	}
+	return json.RawMessage(v.Raw)
+}
+
 // performJoin joins a local user to a room through the first of the
 // given servers that lets it: make_join, the join built and signed here,
 // send_join v2, the answer verified, the room stored.
@@ -41,11 +82,11 @@ func (f *Federation) performJoin(ctx context.Context, req *fedapi.PerformJoinReq
 	var resp fedapi.PerformJoinResponse
 	_, err := f.remoteMembership(ctx, h, req.RoomID, req.UserID, req.ServerNames, content,
 		func(server string, join gomatrixserverlib.PDU, raw json.RawMessage) error {
-			var answer sendJoinAnswer
-			if err := json.Unmarshal(raw, &answer); err != nil {
+			answer, err := readSendJoinAnswer(raw)
+			if err != nil {
 				return mxerr.New(502, "M_UNKNOWN", "%s answered send_join with %v", server, err)
 			}
-			checked, err := f.checkSendJoin(ctx, req.RoomID, join, &answer)
+			checked, err := f.checkSendJoin(ctx, req.RoomID, join, answer)
 			if err != nil {
 				return fmt.Errorf("send_join answer of %s: %w", server, err)
 			}
@@ -62,22 +103,27 @@ func (f *Federation) performJoin(ctx context.Context, req *fedapi.PerformJoinReq
 	return &resp, nil
 }
 
-// checkSendJoin verifies a send_join answer: every state and auth chain
-// event is a validly signed event of the room (one that is not makes the
-// answer unusable), the create event is there and of the join's room
-// version, and the join the resident sent back, when it did, is ours
-// with its signature added.
+// checkSendJoin checks a send_join answer: every state and auth chain
+// event is a valid event of the room (one that is not makes the answer
+// unusable; their signatures are checked as they are stored), the create
+// event is there and of the join's room version, and the join the resident
+// sent back, when it did, is ours with its signature added.
 func (f *Federation) checkSendJoin(ctx context.Context, roomID string, join gomatrixserverlib.PDU, answer *sendJoinAnswer) (*checkedJoin, error) {
 	version := string(join.Version())
-	state := f.verifyPDUs(ctx, roomID, version, asBytes(answer.State))
-	chain := f.verifyPDUs(ctx, roomID, version, asBytes(answer.AuthChain))
-	if len(state) != len(answer.State) || len(chain) != len(answer.AuthChain) {
-		return nil, errors.New("events that fail their checks")
+	impl, err := roomVersionImpl(version)
+	if err != nil {
+		return nil, err
+	}
+	keys := newKeyBatch(f.keys.ring)
+	events, err := parseAnswerEvents(ctx, roomID, impl, keys, answer.State, answer.AuthChain)
+	if err != nil {
+		// Not the remote's Matrix error: the answer is what is wrong.
+		return nil, fmt.Errorf("events that fail their checks: %v", err)
 	}
 	var create gomatrixserverlib.PDU
-	for _, ev := range append(append([]gomatrixserverlib.PDU{}, state...), chain...) {
-		if ev.Type() == "m.room.create" && ev.StateKeyEquals("") {
-			create = ev
+	for _, ev := range events {
+		if ev.pdu.Type() == "m.room.create" && ev.pdu.StateKeyEquals("") {
+			create = ev.pdu
 		}
 	}
 	if create == nil {
@@ -94,85 +140,17 @@ func (f *Federation) checkSendJoin(ctx context.Context, roomID string, join goma
 			join = theirs
 		}
 	}
-	return &checkedJoin{version: version, join: join, state: state, chain: chain}, nil
+	return &checkedJoin{version: version, impl: impl, keys: keys, join: join, events: events}, nil
 }
 
-// checkedJoin is a verified send_join answer.
+// checkedJoin is a send_join answer read and checked but for the
+// signatures of its events, which storeJoinedRoom checks part by part.
 type checkedJoin struct {
-	version      string
-	join         gomatrixserverlib.PDU
-	state, chain []gomatrixserverlib.PDU
-}
-
-// joinPartBytes bounds one StoreJoinedRoom message: NATS refuses messages
-// over 1 MB by default, and the answer of a room of some 1,500 members
-// is already bigger.
-const joinPartBytes = 512 << 10
-
-// storeJoinedRoom hands a verified send_join answer to the roomserver: in
-// one message when it is small, else as parts of events (auth events
-// first, each stored as an outlier) and a last message naming the state.
-func (f *Federation) storeJoinedRoom(ctx context.Context, c *checkedJoin) (*roomserver.StoreJoinedRoomResponse, error) {
-	size := len(c.join.JSON())
-	for _, ev := range append(append([]gomatrixserverlib.PDU{}, c.state...), c.chain...) {
-		size += len(ev.JSON())
-	}
-	if size < joinPartBytes {
-		return roomserver.StoreJoinedRoom.Call(ctx, f.bus, &roomserver.StoreJoinedRoomRequest{
-			RoomVersion: c.version,
-			JoinEvent:   c.join.JSON(),
-			State:       rawJSON(authOrder(c.state)),
-			AuthChain:   rawJSON(authOrder(c.chain)),
-		})
-	}
-	seen := map[string]bool{}
-	var all []gomatrixserverlib.PDU
-	for _, ev := range append(append([]gomatrixserverlib.PDU{}, c.chain...), c.state...) {
-		if !seen[ev.EventID()] {
-			seen[ev.EventID()] = true
-			all = append(all, ev)
-		}
-	}
-	part := &roomserver.StoreJoinedRoomRequest{RoomVersion: c.version, JoinEvent: c.join.JSON(), Partial: true}
-	partBytes := 0
-	flush := func() error {
-		if len(part.State) == 0 {
-			return nil
-		}
-		if _, err := roomserver.StoreJoinedRoom.Call(ctx, f.bus, part); err != nil {
-			return err
-		}
-		part.State, partBytes = nil, 0
-		return nil
-	}
-	for _, ev := range authOrder(all) {
-		if partBytes+len(ev.JSON()) > joinPartBytes {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-		}
-		part.State = append(part.State, ev.JSON())
-		partBytes += len(ev.JSON())
-	}
-	if err := flush(); err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(c.state))
-	for i, ev := range c.state {
-		ids[i] = ev.EventID()
-	}
-	return roomserver.StoreJoinedRoom.Call(ctx, f.bus, &roomserver.StoreJoinedRoomRequest{
-		RoomVersion: c.version, JoinEvent: c.join.JSON(), StateIDs: ids,
-	})
-}
-
-// rawJSON is the JSON of events.
-func rawJSON(evs []gomatrixserverlib.PDU) []json.RawMessage {
-	out := make([]json.RawMessage, len(evs))
-	for i, ev := range evs {
-		out[i] = ev.JSON()
-	}
-	return out
+	version string
+	impl    gomatrixserverlib.IRoomVersion
+	keys    *keyBatch
+	join    gomatrixserverlib.PDU
+	events  []*answerEvent // the state and auth chain, each event once
 }
 
 // firstMatrixError is what to answer when every server failed: the first

@@ -94,18 +94,30 @@ type StoreJoinedRoomRequest struct {
 	JoinEvent   json.RawMessage   `json:"join_event"` // signed by the resident server too
 	State       []json.RawMessage `json:"state"`      // the state before the join
 	AuthChain   []json.RawMessage `json:"auth_chain"`
+	// StateEventIDs and AuthChainEventIDs, when set, are the IDs of the
+	// events of State and AuthChain, in the same order, as the federation
+	// computed them checking the events: the roomserver then does not hash
+	// every event again.
+	StateEventIDs     []string `json:"state_event_ids,omitempty"`
+	AuthChainEventIDs []string `json:"auth_chain_event_ids,omitempty"`
 	// A big room's answer is over the bus's message limit (1 MB): it is
-	// then sent in parts, auth events first. A Partial request stores its
-	// State and AuthChain events only (the join is there for the room's ID
-	// and version); the last request names the state events the parts
-	// stored in StateIDs.
-	Partial  bool     `json:"partial,omitempty"`
-	StateIDs []string `json:"state_ids,omitempty"`
+	// then sent in parts, auth events first (an event's auth events in
+	// its part or an earlier one), with the join in each for the room's ID
+	// and version. A Partial request stores its events as outliers and
+	// answers with StateSnapshot: the state given so far, its State on top
+	// of BaseState. The next request names that in BaseState, up to the
+	// last (not Partial) one, which joins the room with the state given by
+	// all. Until then nothing of the room shows (a join that stops half way
+	// leaves outliers and unused snapshots).
+	Partial   bool  `json:"partial,omitempty"`
+	BaseState int64 `json:"base_state,omitempty"`
 }
 
 type StoreJoinedRoomResponse struct {
 	RoomID  string `json:"room_id"`
 	EventID string `json:"event_id"`
+	// StateSnapshot is the state given so far (Partial requests).
+	StateSnapshot int64 `json:"state_snapshot,omitempty"`
 }
 
 type StoreInviteRequest struct {

@@ -218,8 +218,13 @@ func applyRedaction(ctx context.Context, tx *sqlutil.Tx, p *pendingEvent) error 
 	if p.redacts.isZero() {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE rs_events SET redacted = TRUE, redacted_by_nid = $1 WHERE event_nid = $2`,
-		p.nid, p.redacts.resolve())
+	return markRedacted(ctx, tx, p.nid, p.redacts.resolve())
+}
+
+// markRedacted marks the event target as redacted by the event by: readers
+// then serve it redacted, with by as its redacted_because.
+func markRedacted(ctx context.Context, tx *sqlutil.Tx, by, target int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE rs_events SET redacted = TRUE, redacted_by_nid = $1 WHERE event_nid = $2`, by, target)
 	if err != nil {
 		return fmt.Errorf("redact event: %w", err)
 	}

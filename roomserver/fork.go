@@ -3,8 +3,11 @@ package roomserver
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/chappe-matrix/chappe/internal/sqlutil"
 )
 
 // resolveViews merges the states of several branches of the DAG into one
@@ -152,4 +155,78 @@ func (j *inputJob) authChain(ctx context.Context, events map[int64]gomatrixserve
 		}
 	}
 	return out, nil
+}
+
+// Late ancestors. An event may arrive after events that descend from it
+// are stored: a gap filled late (its descendant was stored with the
+// state /state_ids gave), a server forwarding older events. Such an event
+// is no forward extremity, and the current state, which its descendants'
+// states already account for, does not move: as in Synapse, events named
+// among the prev_events of stored events are left out of the
+// extremities. It is still stored with its own state and shown in the
+// timeline.
+
+// namedAsPrev is the set of ids that stored events of the room name among
+// their prev_events: events of its DAG, not outliers (which have no
+// edges), rejected or soft-failed events (which no branch grows from).
+func namedAsPrev(ctx context.Context, q sqlutil.Querier, roomNID int64, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := inChunks(ids, 2, "", func(list string, args []any) error {
+		rows, err := q.QueryContext(ctx, `SELECT DISTINCT g.prev_event_id FROM rs_event_edges g
+			JOIN rs_events e ON e.event_nid = g.event_nid
+			WHERE e.room_nid = $1 AND e.outlier = FALSE AND e.rejected = FALSE AND e.soft_failed = FALSE
+			AND g.prev_event_id IN (`+list+`)`, append([]any{roomNID}, args...)...)
+		if err != nil {
+			return fmt.Errorf("find events named as prev_events: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return fmt.Errorf("scan prev_event: %w", err)
+			}
+			out[id] = true
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// newEventIDs are the IDs of the request's new events, those that may
+// become extremities.
+func newEventIDs(items []*inputItem) []string {
+	var ids []string
+	for _, it := range items {
+		if it.pdu != nil && it.in.Kind == InputKindNew {
+			ids = append(ids, it.pdu.EventID())
+		}
+	}
+	return ids
+}
+
+// lateAncestor tells whether an event being accepted is named among the
+// prev_events of an event of the room's DAG: stored before the request
+// (j.named, read when it began) or accepted earlier in it. It notes the
+// event's own prev_events for the events after it.
+func (j *inputJob) lateAncestor(ev gomatrixserverlib.PDU) bool {
+	late := j.named[ev.EventID()]
+	for _, id := range ev.PrevEventIDs() {
+		j.named[id] = true
+	}
+	return late
+}
+
+// passLateAncestor leaves the current state as it is and takes the late
+// ancestor's prev_events out of the extremities (an event they were
+// extremities beside descends from them through it). It returns the keys
+// that changed: none.
+func (j *inputJob) passLateAncestor(ev gomatrixserverlib.PDU) map[stateKey]int64 {
+	prevs := ev.PrevEventIDs()
+	kept := slices.DeleteFunc(slices.Clone(j.extremities), func(id string) bool { return slices.Contains(prevs, id) })
+	// A room keeps an extremity to build on, whatever the input claims.
+	if len(kept) != len(j.extremities) && len(kept) > 0 {
+		j.extremities = kept
+		j.headChanged = true
+	}
+	return map[stateKey]int64{}
 }

@@ -15,9 +15,11 @@ import (
 
 // Events of other servers (api_federation.go): the files input*.go apply
 // InputEvents to a room's DAG, fork.go resolves the state where branches
-// meet, outlier*.go store what is not part of a room's timeline (the state
-// of a room joined through send_join, a local user's membership in a room
-// this server is not in).
+// meet (and keeps late ancestors out of the extremities), outlier*.go
+// store what is not part of a room's timeline (the state of a room joined
+// through send_join, a local user's membership in a room this server is
+// not in), redaction_pending.go applies redactions that came before their
+// target.
 //
 // Input runs on the room's worker like local sends (queue.go, a job that
 // runs alone), and a request is one transaction taken under the position
@@ -102,6 +104,7 @@ type inputJob struct {
 
 	cur         *stateView // the room's current state as the job changes it
 	extremities []string
+	named       map[string]bool // events of the DAG named as prev_events (lateAncestor, fork.go)
 	depth       int64
 	pos         int64 // last positive position assigned
 	headChanged bool
@@ -139,6 +142,9 @@ func (rs *Roomserver) applyInput(h *roomHead, events []InputEvent) (*InputEvents
 			return err
 		}
 		j.cur = cur
+		if j.named, err = namedAsPrev(ctx, tx, h.nid, newEventIDs(items)); err != nil {
+			return err
+		}
 		if err := j.backfill.reserve(ctx, tx, h.nid, items); err != nil {
 			return err
 		}
@@ -147,7 +153,7 @@ func (rs *Roomserver) applyInput(h *roomHead, events []InputEvent) (*InputEvents
 				return fmt.Errorf("input %s: %w", it.result.EventID, err)
 			}
 		}
-		return j.finish(ctx)
+		return j.finish(ctx, items)
 	})
 	if err != nil {
 		return nil, err
@@ -202,8 +208,9 @@ func referencedIDs(h *roomHead, items []*inputItem) []string {
 }
 
 // finish stores what waited, the edges, relations and search text of the
-// request's events, and the room's new head.
-func (j *inputJob) finish(ctx context.Context) error {
+// request's events, the redactions that waited for them, and the room's
+// new head.
+func (j *inputJob) finish(ctx context.Context, items []*inputItem) error {
 	if err := j.flush(ctx); err != nil {
 		return err
 	}
@@ -215,6 +222,10 @@ func (j *inputJob) finish(ctx context.Context) error {
 		return err
 	}
 	if err := indexSearch(ctx, j.tx, c); err != nil {
+		return err
+	}
+	// After the indexing, which a redaction undoes.
+	if err := j.applyPendingRedactions(ctx, items); err != nil { // redaction_pending.go
 		return err
 	}
 	if err := j.backfill.save(ctx, j.tx, j.h.nid); err != nil {

@@ -160,10 +160,13 @@ func (j *inputJob) allowedBy(ctx context.Context, ev gomatrixserverlib.PDU, sel 
 	return gomatrixserverlib.Allowed(ev, provider, userIDForSender)
 }
 
-// redactionTarget is the stored event of the room a redaction may redact
-// (0 for none): servers may redact their own users' events, others need
-// the redact power level in the state before the redaction.
-func (j *inputJob) redactionTarget(ctx context.Context, ev gomatrixserverlib.PDU, before *stateView) (int64, error) {
+// redactionTarget is the stored event of the room a redaction (stored
+// as row) redacts, 0 for none: servers may redact their own users'
+// events, others need the redact power level in the state before the
+// redaction. A target not stored yet is not given up on: the redaction
+// is recorded until it is (redaction_pending.go).
+func (j *inputJob) redactionTarget(ctx context.Context, row *eventRow, before *stateView) (int64, error) {
+	ev := row.pdu
 	if ev.Type() != spec.MRoomRedaction || ev.StateKey() != nil {
 		return 0, nil
 	}
@@ -178,7 +181,14 @@ func (j *inputJob) redactionTarget(ctx context.Context, ev gomatrixserverlib.PDU
 		return 0, err
 	}
 	d := j.known[targetID]
-	if d == nil || d.roomNID != j.h.nid || d.rejected {
+	if d == nil {
+		anySender, err := j.mayRedactAny(ctx, ev, before)
+		if err != nil {
+			return 0, err
+		}
+		return 0, recordPendingRedaction(ctx, j.tx, j.h.nid, row.nid, targetID, anySender)
+	}
+	if d.roomNID != j.h.nid || d.rejected {
 		return 0, nil
 	}
 	if err := j.flushFor(ctx, d); err != nil {
@@ -188,16 +198,11 @@ func (j *inputJob) redactionTarget(ctx context.Context, ev gomatrixserverlib.PDU
 	if err != nil {
 		return 0, err
 	}
-	if domainOf(string(target.SenderID())) == domainOf(string(ev.SenderID())) {
+	if sameServer(string(target.SenderID()), string(ev.SenderID())) {
 		return d.nid, nil
 	}
-	create, pl, err := j.stateEvents(ctx, before, stateKey{spec.MRoomCreate, ""}, stateKey{spec.MRoomPowerLevels, ""})
-	if err != nil {
+	if ok, err := j.mayRedactAny(ctx, ev, before); err != nil || !ok {
 		return 0, err
-	}
-	level, content, err := levelIn(j.h.version, create, pl, string(ev.SenderID()))
-	if err != nil || level < content.Redact {
-		return 0, nil
 	}
 	return d.nid, nil
 }

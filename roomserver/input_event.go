@@ -170,6 +170,9 @@ func (j *inputJob) afterEvent(ctx context.Context, ev gomatrixserverlib.PDU, nid
 // timeline, becomes a forward extremity and changes the current state.
 func (j *inputJob) storeAccepted(ctx context.Context, it *inputItem, stored *dagEvent, before *stateView) error {
 	ev := it.pdu
+	if err := j.reserveHole(ctx, it); err != nil { // input_backfill.go
+		return err
+	}
 	j.pos++
 	row := newEventRow(ev, j.pos)
 	row.setState(before, before)
@@ -210,9 +213,14 @@ func (j *inputJob) storeAccepted(ctx context.Context, it *inputItem, stored *dag
 // past an accepted event. When the event's prev_events cover every
 // extremity the current state becomes the state after it; otherwise the
 // event opened or extends a branch, and the current state is the
-// resolution of the current state and the state after the event. It
-// returns the keys that changed (nil: unknown, compare the states).
+// resolution of the current state and the state after the event. An
+// event that stored events already descend from moves neither
+// (lateAncestor). It returns the keys that changed (nil: unknown, compare
+// the states).
 func (j *inputJob) advanceCurrent(ctx context.Context, ev gomatrixserverlib.PDU, before, after *stateView) (map[stateKey]int64, error) {
+	if j.lateAncestor(ev) { // fork.go
+		return j.passLateAncestor(ev), nil
+	}
 	prevs := ev.PrevEventIDs()
 	coversAll := true
 	for _, id := range j.extremities {
@@ -462,11 +470,12 @@ func (j *inputJob) timelineEvent(ctx context.Context, row *eventRow, before *sta
 			p.membership, _ = ev.Membership()
 		}
 	}
-	target, err := j.redactionTarget(ctx, ev, before)
+	target, err := j.redactionTarget(ctx, row, before)
 	if err != nil {
 		return nil, err
 	}
 	if target != 0 {
+		p.nid = row.nid // redacted_because; a redaction's row never waits (store)
 		p.redacts = eventRef{nid: target}
 		if err := applyRedaction(ctx, j.tx, p); err != nil {
 			return nil, err

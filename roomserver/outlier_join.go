@@ -26,7 +26,11 @@ const outlierTxRows = 5000
 // against its auth events (a bad one is rejected or dropped, only a bad
 // create event fails the join), then the join as the room's first
 // timeline event (in a room known before, its next one), whose state
-// before is the state given.
+// before is the state given. A big answer comes in parts: each Partial
+// one stores its events and records the state given so far as a snapshot
+// no event points at, which the next part builds on and the last one
+// reads; only the last one writes what readers see (memberships, the
+// join, the room's head).
 func (rs *Roomserver) storeJoinedRoom(ctx context.Context, req *StoreJoinedRoomRequest) (*StoreJoinedRoomResponse, error) {
 	version, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(req.RoomVersion))
 	if err != nil {
@@ -42,18 +46,24 @@ func (rs *Roomserver) storeJoinedRoom(ctx context.Context, req *StoreJoinedRoomR
 	if domainOf(*join.StateKey()) != rs.serverName {
 		return nil, mxerr.BadJSON("%s is not a user of this server", *join.StateKey())
 	}
+	if (len(req.StateEventIDs) > 0 && len(req.StateEventIDs) != len(req.State)) ||
+		(len(req.AuthChainEventIDs) > 0 && len(req.AuthChainEventIDs) != len(req.AuthChain)) {
+		return nil, mxerr.BadJSON("event IDs do not match the events")
+	}
 	roomID := join.RoomID().String()
-	_, err = rs.queue.submitAlone(ctx, roomID, func(h *roomHead) (any, error) {
+	snapshot, err := rs.queue.submitAlone(ctx, roomID, func(h *roomHead) (any, error) {
 		if h != nil && h.version.Version() != version.Version() {
 			return nil, mxerr.BadJSON("room %s has version %s, not %s", roomID, h.version.Version(), req.RoomVersion)
 		}
 		jr := &joinedRoom{rs: rs, version: version, roomID: roomID, join: join, head: h, known: map[string]*dagEvent{}}
-		return nil, jr.store(req)
+		return jr.store(req)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &StoreJoinedRoomResponse{RoomID: roomID, EventID: join.EventID()}, nil
+	resp := &StoreJoinedRoomResponse{RoomID: roomID, EventID: join.EventID()}
+	resp.StateSnapshot, _ = snapshot.(int64)
+	return resp, nil
 }
 
 // joinedRoom is a send_join answer being stored.
@@ -72,14 +82,16 @@ type joinedRoom struct {
 	pdus     *pduCache
 }
 
-func (jr *joinedRoom) store(req *StoreJoinedRoomRequest) error {
+// store stores one request's events; a Partial one returns the state
+// given so far (a snapshot), the last one joins the room.
+func (jr *joinedRoom) store(req *StoreJoinedRoomRequest) (int64, error) {
 	ctx := context.Background()
 	if jr.head != nil {
 		jr.roomNID = jr.head.nid
 	}
-	stateEvents := parseParallel(jr.version, req.State)
+	stateEvents := parseParallel(jr.version, req.State, req.StateEventIDs)
 	jr.events = map[string]gomatrixserverlib.PDU{}
-	for _, ev := range slices.Concat(parseParallel(jr.version, req.AuthChain), stateEvents) {
+	for _, ev := range slices.Concat(parseParallel(jr.version, req.AuthChain, req.AuthChainEventIDs), stateEvents) {
 		if ev != nil && ev.RoomID().String() == jr.roomID {
 			jr.events[ev.EventID()] = ev
 		}
@@ -90,42 +102,64 @@ func (jr *joinedRoom) store(req *StoreJoinedRoomRequest) error {
 		ids = append(ids, ev.AuthEventIDs()...)
 	}
 	ids = append(ids, jr.join.AuthEventIDs()...)
-	ids = append(ids, req.StateIDs...)
 	if err := lookupEvents(ctx, jr.rs.db, ids, jr.known); err != nil {
-		return err
+		return 0, err
 	}
 	if d := jr.known[jr.join.EventID()]; d != nil && !d.outlier {
-		return nil // stored already
+		return 0, nil // stored already
 	}
 	jr.pdus = newPDUCache(jr.rs, jr.version, jr.rs.db)
-	if err := jr.check(ctx); err != nil {
-		return err
+	baseChain, err := jr.baseSnapshot(ctx, req.BaseState)
+	if err != nil {
+		return 0, err
 	}
+	if err := jr.check(ctx); err != nil {
+		return 0, err
+	}
+	given := jr.givenState(stateEvents)
 	if req.Partial {
-		return jr.storeOutliers(ctx)
+		if err := jr.storeOutliers(ctx); err != nil {
+			return 0, err
+		}
+		return jr.storePartialState(ctx, req.BaseState, baseChain, given)
 	}
 	if id := jr.createID(); id == "" || !jr.isAccepted(id) {
-		return mxerr.BadJSON("the room's create event is missing or invalid")
+		return 0, mxerr.BadJSON("the room's create event is missing or invalid")
 	}
-	state, err := jr.state(stateEvents, req.StateIDs)
+	base, _, err := loadSnapshot(ctx, jr.rs.db, req.BaseState) // read here: not shared
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if err := jr.checkJoin(ctx, state); err != nil {
-		return err
+	createKey := stateKey{spec.MRoomCreate, ""}
+	if given[createKey] == "" && base[createKey] == 0 {
+		return 0, mxerr.BadJSON("the state has no valid create event")
+	}
+	if err := jr.checkJoin(ctx, base, given); err != nil {
+		return 0, err
 	}
 	if err := jr.storeOutliers(ctx); err != nil {
-		return err
+		return 0, err
 	}
-	return jr.storeJoin(ctx, state)
+	state := base
+	for k, nid := range jr.nidsOf(given) {
+		state[k] = nid
+	}
+	return 0, jr.storeJoin(ctx, state, given)
 }
 
-// parseParallel parses events on every core (nil for a malformed one).
-func parseParallel(version gomatrixserverlib.IRoomVersion, raws []json.RawMessage) []gomatrixserverlib.PDU {
+// parseParallel parses events on every core (nil for a malformed one),
+// with the IDs given when there are (else each event is hashed for its ID).
+func parseParallel(version gomatrixserverlib.IRoomVersion, raws []json.RawMessage, ids []string) []gomatrixserverlib.PDU {
 	out := make([]gomatrixserverlib.PDU, len(raws))
 	parallelFor(len(raws), func(i int) {
-		if ev, err := version.NewEventFromTrustedJSON(raws[i], false); err == nil {
+		var ev gomatrixserverlib.PDU
+		var err error
+		if len(ids) == len(raws) {
+			ev, err = version.NewEventFromTrustedJSONWithEventID(ids[i], raws[i], false)
+		} else if ev, err = version.NewEventFromTrustedJSON(raws[i], false); err == nil {
 			ev.EventID() // the hash, computed on first use: here, in parallel
+		}
+		if err == nil {
 			out[i] = ev
 		}
 	})
@@ -273,33 +307,80 @@ func authOrder(events map[string]gomatrixserverlib.PDU) []gomatrixserverlib.PDU 
 	return out
 }
 
-// state is the room state the answer gives, with the stored events of
-// stateIDs, accepted events only, by event ID.
-func (jr *joinedRoom) state(stateEvents []gomatrixserverlib.PDU, stateIDs []string) (map[stateKey]string, error) {
+// givenState is the state this request gives: its accepted state events
+// (stored before or now), by event ID.
+func (jr *joinedRoom) givenState(stateEvents []gomatrixserverlib.PDU) map[stateKey]string {
 	state := map[stateKey]string{}
-	for _, id := range stateIDs {
-		d := jr.known[id]
-		if d == nil {
-			return nil, mxerr.BadJSON("state event %s is not stored", id)
-		}
-		if k, ok := d.key(); ok && jr.isAccepted(id) {
-			state[k] = id
-		}
-	}
 	for _, ev := range stateEvents {
 		if ev == nil || ev.StateKey() == nil || ev.RoomID().String() != jr.roomID || !jr.isAccepted(ev.EventID()) {
 			continue
 		}
 		state[keyOf(ev)] = ev.EventID()
 	}
-	if state[stateKey{spec.MRoomCreate, ""}] == "" {
-		return nil, mxerr.BadJSON("the state has no valid create event")
-	}
-	return state, nil
+	return state
 }
 
-// checkJoin checks the join against its auth events and the state given.
-func (jr *joinedRoom) checkJoin(ctx context.Context, state map[stateKey]string) error {
+// nidsOf maps a state by event ID to the events' nids (those stored now
+// and before).
+func (jr *joinedRoom) nidsOf(state map[stateKey]string) stateMap {
+	nids := jr.storedNIDs()
+	out := make(stateMap, len(state))
+	for k, id := range state {
+		if d := jr.known[id]; d != nil {
+			out[k] = d.nid
+		} else if nid := nids[id]; nid != 0 {
+			out[k] = nid
+		}
+	}
+	return out
+}
+
+// baseSnapshot checks that nid, given as the state the earlier parts of
+// the answer gave, is a snapshot of this room (one storePartialState
+// wrote), and returns its chain length.
+func (jr *joinedRoom) baseSnapshot(ctx context.Context, nid int64) (int, error) {
+	if nid == 0 {
+		return 0, nil
+	}
+	var roomNID int64
+	var chainLen int
+	err := jr.rs.db.QueryRowContext(ctx, `SELECT room_nid, chain_len FROM rs_state_snapshots WHERE snapshot_nid = $1`, nid).Scan(&roomNID, &chainLen)
+	if isNoRows(err) || (err == nil && (roomNID != jr.roomNID || roomNID == 0)) {
+		return 0, mxerr.BadJSON("state snapshot %d is not one of room %s", nid, jr.roomID)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read state snapshot %d: %w", nid, err)
+	}
+	return chainLen, nil
+}
+
+// storePartialState records the state a part gives on top of the earlier
+// parts' as a snapshot of the room (a delta on base), which no event
+// points at: the last part reads it.
+func (jr *joinedRoom) storePartialState(ctx context.Context, base int64, baseChain int, given map[stateKey]string) (int64, error) {
+	state := jr.nidsOf(given)
+	if len(state) == 0 {
+		return base, nil
+	}
+	chainLen := 0
+	if base != 0 {
+		chainLen = baseChain + 1
+	}
+	var nid int64
+	err := jr.rs.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
+		var err error
+		nid, err = insertSnapshot(ctx, tx, jr.roomNID, base, chainLen, fullEntries(state))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store the state of %s given so far: %w", jr.roomID, err)
+	}
+	return nid, nil
+}
+
+// checkJoin checks the join against its auth events and the state given
+// (by the earlier parts, by nid, and by this request, by ID).
+func (jr *joinedRoom) checkJoin(ctx context.Context, base stateMap, given map[stateKey]string) error {
 	v12Create := ""
 	if jr.version.DomainlessRoomIDs() {
 		v12Create = jr.createID()
@@ -316,11 +397,18 @@ func (jr *joinedRoom) checkJoin(ctx context.Context, state map[stateKey]string) 
 	}
 	var list []gomatrixserverlib.PDU
 	for _, t := range gomatrixserverlib.StateNeededForAuth([]gomatrixserverlib.PDU{jr.join}).Tuples() {
-		if id := state[stateKey{t.EventType, t.StateKey}]; id != "" {
-			ev, err := jr.event(ctx, id)
-			if err != nil {
-				return err
-			}
+		k := stateKey{t.EventType, t.StateKey}
+		var ev gomatrixserverlib.PDU
+		var err error
+		if id := given[k]; id != "" {
+			ev, err = jr.event(ctx, id)
+		} else if nid := base[k]; nid != 0 {
+			ev, err = jr.pdus.get(ctx, nid)
+		}
+		if err != nil {
+			return err
+		}
+		if ev != nil {
 			list = append(list, ev)
 		}
 	}
@@ -368,21 +456,16 @@ func (jr *joinedRoom) storedNIDs() map[string]int64 {
 	return out
 }
 
-// storeJoin stores the state as one full snapshot, the join as a timeline
-// event on it, the memberships of the state, and the room's new head,
-// under the position mutex.
-func (jr *joinedRoom) storeJoin(ctx context.Context, stateIDs map[stateKey]string) error {
+// storeJoin stores the state (event nids) as one full snapshot, the join
+// as a timeline event on it, the memberships of the state, and the room's
+// new head, under the position mutex. given is the part of the state this
+// request carried.
+func (jr *joinedRoom) storeJoin(ctx context.Context, state stateMap, given map[stateKey]string) error {
 	rs := jr.rs
-	nids := jr.storedNIDs()
-	state := make(stateMap, len(stateIDs)+1)
-	for k, id := range stateIDs {
-		nid := nids[id]
-		if d := jr.known[id]; d != nil {
-			nid = d.nid
-		}
-		state[k] = nid
+	members, err := jr.memberRows(ctx, state)
+	if err != nil {
+		return err
 	}
-	members := jr.memberRows(stateIDs)
 	joinKey := keyOf(jr.join)
 	rs.commitMu.Lock()
 	defer rs.commitMu.Unlock()
@@ -395,7 +478,8 @@ func (jr *joinedRoom) storeJoin(ctx context.Context, stateIDs map[stateKey]strin
 		}
 	}
 	var before, after int64
-	err := rs.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
+	var redacted []redactedEvent
+	err = rs.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
 		var err error
 		if before, err = insertSnapshot(ctx, tx, jr.roomNID, 0, 0, fullEntries(state)); err != nil {
 			return err
@@ -420,6 +504,10 @@ func (jr *joinedRoom) storeJoin(ctx context.Context, stateIDs map[stateKey]strin
 		if err := upsertMembers(ctx, tx, jr.roomNID, members); err != nil {
 			return err
 		}
+		// Redactions that waited for the room's events (redaction_pending.go).
+		if redacted, err = applyPendingRedactions(ctx, tx, jr.roomNID, nil); err != nil {
+			return err
+		}
 		if err := updateRoomHead(ctx, tx, jr.roomNID, after, 1, []string{jr.join.EventID()}, jr.join.Depth()); err != nil {
 			return err
 		}
@@ -436,39 +524,62 @@ func (jr *joinedRoom) storeJoin(ctx context.Context, stateIDs map[stateKey]strin
 		depth: jr.join.Depth(), snapshot: after, chainLen: 1, state: state}
 	rs.heads.put(jr.roomID, h)
 	rs.events.put(p.nid, jr.join)
-	for k, nid := range state {
-		if k.Type != spec.MRoomMember {
-			if ev := jr.events[stateIDs[k]]; ev != nil {
-				rs.events.put(nid, ev)
-			}
+	for k, id := range given {
+		if ev := jr.events[id]; ev != nil && k.Type != spec.MRoomMember {
+			rs.events.put(state[k], ev)
 		}
 	}
+	rs.forgetRedacted(redacted)
 	rs.publisher.enqueue([]OutputEvent{outputOf(h, p)})
 	return nil
 }
 
-// memberRows are the memberships of the state given, for rs_membership.
-// A membership stored before with a position (a local user's invite)
-// keeps it; the others take the join's, as changes seen at the join.
-func (jr *joinedRoom) memberRows(stateIDs map[stateKey]string) []memberRow {
+// memberRows are the memberships of the state, for rs_membership. A
+// membership stored before with a position (a local user's invite) keeps
+// it; the others take the join's, as changes seen at the join.
+func (jr *joinedRoom) memberRows(ctx context.Context, state stateMap) ([]memberRow, error) {
+	stored := make(map[int64]*dagEvent, len(jr.known))
+	for _, d := range jr.known {
+		stored[d.nid] = d
+	}
+	fresh := make(map[int64]gomatrixserverlib.PDU, len(jr.rows))
+	for _, r := range jr.rows {
+		fresh[r.nid] = r.pdu
+	}
+	joinKey := keyOf(jr.join)
+	var earlier []int64 // stored by earlier parts (or before): read back
+	for k, nid := range state {
+		if k.Type == spec.MRoomMember && k != joinKey && stored[nid] == nil && fresh[nid] == nil {
+			earlier = append(earlier, nid)
+		}
+	}
+	err := inChunks(earlier, 1, int64(0), func(list string, args []any) error {
+		rows, err := jr.rs.db.QueryContext(ctx, dagEventSelect+`WHERE event_nid IN (`+list+`)`, args...)
+		if err != nil {
+			return fmt.Errorf("read the members of %s: %w", jr.roomID, err)
+		}
+		return scanDAGEvents(rows, func(d *dagEvent) { stored[d.nid] = d })
+	})
+	if err != nil {
+		return nil, err
+	}
 	var out []memberRow
-	nids := jr.storedNIDs()
-	for k, id := range stateIDs {
-		if k.Type != spec.MRoomMember || k == keyOf(jr.join) {
+	for k, nid := range state {
+		if k.Type != spec.MRoomMember || k == joinKey {
 			continue
 		}
-		r := memberRow{userID: k.StateKey, nid: nids[id]}
-		if d := jr.known[id]; d != nil {
-			r.nid, r.membership = d.nid, d.membership
+		r := memberRow{userID: k.StateKey, nid: nid}
+		if d := stored[nid]; d != nil {
+			r.membership = d.membership
 			if d.pos > 0 {
 				r.pos = d.pos
 			}
-		} else if m := membershipOf(jr.events[id]); m != nil {
+		} else if m := membershipOf(fresh[nid]); m != nil {
 			r.membership = *m
 		}
 		if r.membership != "" {
 			out = append(out, r)
 		}
 	}
-	return out
+	return out, nil
 }

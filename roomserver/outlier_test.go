@@ -177,8 +177,8 @@ func TestStoreInvite(t *testing.T) {
 	})
 }
 
-// A big answer goes over the bus in parts: outliers first, auth events
-// first, then the join naming the state by ID.
+// A big answer goes over the bus in parts: auth events first, each part
+// naming the state the earlier ones gave, the last one joining.
 func TestStoreJoinedRoomInParts(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, env *testEnv) {
 		alice := user("alice")
@@ -196,24 +196,85 @@ func TestStoreJoinedRoomInParts(t *testing.T) {
 	})
 }
 
-// storeJoinInParts sends a send_join answer in parts of n events.
+// storeJoinInParts sends a send_join answer in parts of n events, each
+// naming the state the earlier ones gave, the last with the join.
 func storeJoinInParts(env *testEnv, version string, join gomatrixserverlib.PDU, d *roomDAG, n int) error {
+	parts := joinParts(version, join, d, n)
+	var base int64
+	for i, part := range parts {
+		part.BaseState = base
+		part.Partial = i < len(parts)-1
+		resp, err := StoreJoinedRoom.Call(env.ctx, env.bus, part)
+		if err != nil {
+			return fmt.Errorf("part %d: %w", i, err)
+		}
+		base = resp.StateSnapshot
+	}
+	return nil
+}
+
+// joinParts cuts a room's state into StoreJoinedRoom requests of n events,
+// auth events first.
+func joinParts(version string, join gomatrixserverlib.PDU, d *roomDAG, n int) []*StoreJoinedRoomRequest {
 	byID := map[string]gomatrixserverlib.PDU{}
 	for _, ev := range d.state {
 		byID[ev.EventID()] = ev
 	}
 	ordered := authOrder(byID)
-	var ids []string
+	var parts []*StoreJoinedRoomRequest
 	for from := 0; from < len(ordered); from += n {
-		part := &StoreJoinedRoomRequest{RoomVersion: version, JoinEvent: join.JSON(), Partial: true}
+		part := &StoreJoinedRoomRequest{RoomVersion: version, JoinEvent: join.JSON()}
 		for _, ev := range ordered[from:min(from+n, len(ordered))] {
 			part.State = append(part.State, ev.JSON())
-			ids = append(ids, ev.EventID())
+			part.StateEventIDs = append(part.StateEventIDs, ev.EventID())
 		}
-		if _, err := StoreJoinedRoom.Call(env.ctx, env.bus, part); err != nil {
-			return fmt.Errorf("part at %d: %w", from, err)
-		}
+		parts = append(parts, part)
 	}
-	_, err := StoreJoinedRoom.Call(env.ctx, env.bus, &StoreJoinedRoomRequest{RoomVersion: version, JoinEvent: join.JSON(), StateIDs: ids})
-	return err
+	return parts
+}
+
+// Until the last part, a room joined in parts shows nowhere; a part that
+// names the state of another room is refused.
+func TestStoreJoinedRoomPartsInvisible(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, env *testEnv) {
+		alice := user("alice")
+		d, _, join := remoteRoomWithMembers(t, newRemote(t), "12", 30, alice)
+		reader := env.rs.Reader()
+		var base int64
+		for i, part := range joinParts("12", join, d, 10) {
+			part.Partial, part.BaseState = true, base
+			resp, err := StoreJoinedRoom.Call(env.ctx, env.bus, part)
+			if err != nil {
+				t.Fatalf("part %d: %v", i, err)
+			}
+			base = resp.StateSnapshot
+		}
+		if joined, err := reader.JoinedUsers(env.ctx, d.roomID); err != nil || len(joined) != 0 {
+			t.Fatalf("joined users before the last part: %v (%v)", joined, err)
+		}
+		if rooms, err := reader.RoomsOfUser(env.ctx, alice, MembershipJoin); err != nil || slices.ContainsFunc(rooms, func(m MembershipChange) bool { return m.RoomID == d.roomID }) {
+			t.Fatalf("alice's rooms before the last part: %v (%v)", rooms, err)
+		}
+
+		// Another room's state is not this one's.
+		other, _, otherJoin := remoteRoomWithMembers(t, newRemote(t), "12", 2, user("bob"))
+		resp, err := StoreJoinedRoom.Call(env.ctx, env.bus, &StoreJoinedRoomRequest{RoomVersion: "12", JoinEvent: otherJoin.JSON(), State: stateJSON(other), Partial: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = StoreJoinedRoom.Call(env.ctx, env.bus, &StoreJoinedRoomRequest{RoomVersion: "12", JoinEvent: join.JSON(), BaseState: resp.StateSnapshot})
+		wantCode(t, err, "M_BAD_JSON")
+
+		// The last request, with no events of its own, joins the room.
+		if _, err := StoreJoinedRoom.Call(env.ctx, env.bus, &StoreJoinedRoomRequest{RoomVersion: "12", JoinEvent: join.JSON(), BaseState: base}); err != nil {
+			t.Fatal(err)
+		}
+		joined, err := reader.JoinedUsers(env.ctx, d.roomID)
+		if err != nil || len(joined) != 32 || !slices.Contains(joined, alice) {
+			t.Fatalf("%d joined users (%v), want 32 with alice", len(joined), err)
+		}
+		if s := env.state(alice, d.roomID); len(s) != len(d.state)+1 {
+			t.Fatalf("current state has %d events, want %d", len(s), len(d.state)+1)
+		}
+	})
 }

@@ -16,6 +16,9 @@ import "github.com/chappe-matrix/chappe/internal/sqlutil"
 //   - rs_membership: each user's current membership per room.
 //   - rs_aliases: local room aliases.
 //   - rs_txns: (sender, device, txn_id) -> event_id, for idempotent sends.
+//   - rs_redactions_pending (version 2): redactions whose target is not
+//     stored yet, with what their authorisation needs from the state
+//     before them (any_sender: the sender has the redact level).
 var migrations = []sqlutil.Migration{{
 	Version: 1,
 	SQL: `
@@ -89,4 +92,17 @@ CREATE TABLE rs_txns (
 	event_id TEXT NOT NULL,
 	PRIMARY KEY (sender, device_id, txn_id)
 )`,
+}, {
+	// Redactions accepted before the event they redact was stored
+	// (redaction_pending.go): applied, or dropped, when it is.
+	Version: 2,
+	SQL: `
+CREATE TABLE rs_redactions_pending (
+	redaction_nid BIGINT PRIMARY KEY,
+	room_nid BIGINT NOT NULL,
+	target_id TEXT NOT NULL,
+	any_sender BOOLEAN NOT NULL
+);
+
+CREATE INDEX rs_redactions_pending_target ON rs_redactions_pending (room_nid, target_id)`,
 }}

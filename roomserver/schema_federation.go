@@ -22,6 +22,8 @@ import "github.com/chappe-matrix/chappe/internal/sqlutil"
 //     outlier, so the DAG can be walked by queries.
 //   - rs_rooms.backfill_next / backfill_floor: the positions reserved below
 //     a federated join for history fetched by backfill (input_backfill.go).
+//   - rs_backfill_reserves (version 2): the same for each hole in the
+//     middle of a room's history, below the event after the hole (top_pos).
 //
 // Local rooms were always a line: an event's prev_event is the room's
 // previous event, which is how the edges of existing events are filled.
@@ -48,4 +50,14 @@ INSERT INTO rs_event_edges (event_nid, prev_event_id)
 		ORDER BY p.stream_pos DESC LIMIT 1)
 	FROM rs_events e
 	WHERE EXISTS (SELECT 1 FROM rs_events q WHERE q.room_nid = e.room_nid AND q.stream_pos < e.stream_pos)`,
+}, {
+	Version: 2,
+	SQL: `
+CREATE TABLE rs_backfill_reserves (
+	room_nid BIGINT NOT NULL,
+	top_pos BIGINT NOT NULL,
+	next_pos BIGINT NOT NULL,
+	floor_pos BIGINT NOT NULL,
+	PRIMARY KEY (room_nid, top_pos)
+)`,
 }}

@@ -3,6 +3,7 @@ package roomserver
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -79,54 +80,144 @@ func (r *reader) visibleState(ctx context.Context, room roomInfo, userID string)
 	return r.snapshots.state(ctx, after)
 }
 
-// canSee applies the spec's history visibility rules to one event: the
-// visibility and the user's membership are taken around the event (the
-// state before it, and after it for the user's own membership so that
-// they see their own join and leave).
+// canSee applies the spec's history visibility rules to one event.
 func (r *reader) canSee(ctx context.Context, room roomInfo, userID string, ev *storedEvent) (bool, error) {
-	before, err := r.snapshots.state(ctx, ev.snapshotBefore)
-	if err != nil {
-		return false, err
-	}
-	after, err := r.snapshots.state(ctx, ev.snapshotAfter)
-	if err != nil {
-		return false, err
-	}
-	vis, err := r.historyVisibility(ctx, room, before)
-	if err != nil {
-		return false, err
-	}
-	if vis == "world_readable" {
-		return true, nil
-	}
-	mBefore, err := r.membershipIn(ctx, before, userID)
-	if err != nil {
-		return false, err
-	}
-	mAfter, err := r.membershipIn(ctx, after, userID)
-	if err != nil {
-		return false, err
-	}
-	if mBefore == spec.Join || mAfter == spec.Join {
-		return true, nil
-	}
-	if vis == "invited" && (mBefore == spec.Invite || mAfter == spec.Invite) {
-		return true, nil
-	}
-	if vis != "shared" {
-		return false, nil
-	}
-	// Shared history: visible to anyone who joined at any point since.
-	history, err := r.memberHistory(ctx, room.nid, userID)
-	if err != nil {
-		return false, err
-	}
-	for _, m := range history {
-		if m.pos > ev.pos && m.membership == spec.Join {
-			return true, nil
+	return r.historyView(room, userID).canSee(ctx, eventPlace{pos: ev.pos, before: ev.snapshotBefore, after: ev.snapshotAfter})
+}
+
+// historyView applies the spec's history visibility rules ("History
+// visibility" in the client-server API) for one user in one room. It
+// keeps what it reads, so that the events of one request cost a query per
+// history visibility and membership event met, not per event.
+type historyView struct {
+	r      *reader
+	room   roomInfo
+	userID string
+
+	states   map[int64]stateSeen // by snapshot
+	vis      map[int64]string    // by m.room.history_visibility event
+	members  map[int64]string    // by the user's m.room.member event
+	lastJoin int64               // the position of the user's last join (0: none), once read
+	joinRead bool
+}
+
+// stateSeen is what the rules need of one state.
+type stateSeen struct {
+	visibility, membership string
+}
+
+// eventPlace is what the rules need of one event: its position and the
+// state snapshots before and after it (in DAG terms).
+type eventPlace struct {
+	pos, before, after int64
+}
+
+func (r *reader) historyView(room roomInfo, userID string) *historyView {
+	return &historyView{r: r, room: room, userID: userID,
+		states: map[int64]stateSeen{}, vis: map[int64]string{}, members: map[int64]string{}}
+}
+
+// canSee tells whether the user may see the event. The rules read the
+// state before the event, and after it: that state differs only for the
+// event's own key, which is what the spec asks of a history visibility
+// event (either value lets it be seen) and of the user's own membership
+// events (either membership does).
+func (h *historyView) canSee(ctx context.Context, ev eventPlace) (bool, error) {
+	for _, snapshot := range []int64{ev.before, ev.after} {
+		ok, err := h.allows(ctx, snapshot, ev.pos)
+		if ok || err != nil {
+			return ok, err
 		}
 	}
 	return false, nil
+}
+
+// allows applies the rules to one state: world_readable, or joined, or
+// invited with "invited", or "shared" and joined at some point after the
+// event (a member joined now joined at the latest then).
+func (h *historyView) allows(ctx context.Context, snapshot, pos int64) (bool, error) {
+	st, err := h.state(ctx, snapshot)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case st.visibility == visWorldReadable, st.membership == spec.Join:
+		return true, nil
+	case st.visibility == visInvited:
+		return st.membership == spec.Invite, nil
+	case st.visibility == visJoined:
+		return false, nil
+	}
+	if !h.joinRead {
+		history, err := h.r.memberHistory(ctx, h.room.nid, h.userID)
+		if err != nil {
+			return false, err
+		}
+		for _, m := range history {
+			if m.membership == spec.Join {
+				h.lastJoin = m.pos
+			}
+		}
+		h.joinRead = true
+	}
+	return h.lastJoin > pos, nil
+}
+
+// state reads a state's history visibility ("shared" when unset or not
+// understood, as the spec has it) and the user's membership there.
+func (h *historyView) state(ctx context.Context, snapshot int64) (stateSeen, error) {
+	if st, ok := h.states[snapshot]; ok {
+		return st, nil
+	}
+	state, err := h.r.snapshots.state(ctx, snapshot)
+	if err != nil {
+		return stateSeen{}, err
+	}
+	st := stateSeen{visibility: visShared}
+	if nid := state[stateKey{spec.MRoomHistoryVisibility, ""}]; nid != 0 {
+		vis, ok := h.vis[nid]
+		if !ok {
+			if vis, err = h.r.historyVisibilityOf(ctx, nid); err != nil {
+				return st, err
+			}
+			h.vis[nid] = vis
+		}
+		st.visibility = vis
+	}
+	if nid := state[stateKey{spec.MRoomMember, h.userID}]; nid != 0 {
+		m, ok := h.members[nid]
+		if !ok {
+			if m, err = h.r.membershipOf(ctx, nid, h.userID); err != nil {
+				return st, err
+			}
+			h.members[nid] = m
+		}
+		st.membership = m
+	}
+	h.states[snapshot] = st
+	return st, nil
+}
+
+// historyVisibilityOf reads the value of an m.room.history_visibility
+// event; unset or not understood is "shared", as the spec says.
+func (r *reader) historyVisibilityOf(ctx context.Context, nid int64) (string, error) {
+	var data []byte
+	if err := r.db.QueryRowContext(ctx, `SELECT json FROM rs_events WHERE event_nid = $1`, nid).Scan(&data); err != nil {
+		return "", fmt.Errorf("read the history visibility: %w", err)
+	}
+	var ev struct {
+		Content struct {
+			HistoryVisibility string `json:"history_visibility"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return visShared, nil //nolint:nilerr // a malformed event counts as unset
+	}
+	switch vis := ev.Content.HistoryVisibility; vis {
+	case visWorldReadable, visInvited, visJoined:
+		return vis, nil
+	}
+	return visShared, nil
 }
 
 // membershipIn is userID's membership in a state ("" if none).
@@ -135,6 +226,11 @@ func (r *reader) membershipIn(ctx context.Context, state stateMap, userID string
 	if nid == 0 {
 		return "", nil
 	}
+	return r.membershipOf(ctx, nid, userID)
+}
+
+// membershipOf is the membership userID's member event nid gives.
+func (r *reader) membershipOf(ctx context.Context, nid int64, userID string) (string, error) {
 	var membership sql.NullString
 	err := r.db.QueryRowContext(ctx, `SELECT membership FROM rs_events WHERE event_nid = $1`, nid).Scan(&membership)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -2,7 +2,6 @@ package roomserver
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -167,7 +166,7 @@ func (f *federationReader) serverView(ctx context.Context, snapshot int64, serve
 	}
 	v := serverView{visibility: visShared}
 	if nid := state[stateKey{spec.MRoomHistoryVisibility, ""}]; nid != 0 {
-		if v.visibility, err = f.historyVisibilityOf(ctx, nid); err != nil {
+		if v.visibility, err = f.r.historyVisibilityOf(ctx, nid); err != nil {
 			return v, err
 		}
 	}
@@ -192,28 +191,6 @@ func (f *federationReader) serverView(ctx context.Context, snapshot int64, serve
 		return nil
 	})
 	return v, err
-}
-
-// historyVisibilityOf reads the value of an m.room.history_visibility
-// event; unset or not understood is "shared", as the spec says.
-func (f *federationReader) historyVisibilityOf(ctx context.Context, nid int64) (string, error) {
-	var data []byte
-	if err := f.r.db.QueryRowContext(ctx, `SELECT json FROM rs_events WHERE event_nid = $1`, nid).Scan(&data); err != nil {
-		return "", fmt.Errorf("read the history visibility: %w", err)
-	}
-	var ev struct {
-		Content struct {
-			HistoryVisibility string `json:"history_visibility"`
-		} `json:"content"`
-	}
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return visShared, nil //nolint:nilerr // a malformed event counts as unset
-	}
-	switch vis := ev.Content.HistoryVisibility; vis {
-	case visWorldReadable, visInvited, visJoined:
-		return vis, nil
-	}
-	return visShared, nil
 }
 
 // laterJoins is what "joined at some point after the event" needs: the

@@ -116,35 +116,12 @@ func (s *SyncAPI) messages(req *httputil.Request) (any, error) {
 	if hi <= lo {
 		return resp, nil
 	}
-	// One event more than asked tells whether there is more to read.
-	evs, err := s.reader.Events(ctx, mr.roomID, lo, hi, mr.limit+1, mr.backwards)
+	page, err := s.readPage(ctx, mr, req.Device.UserID, lo, hi, upper, peeking)
 	if err != nil {
 		return nil, err
 	}
-	// Paginating back past the earliest events stored of a room joined
-	// over federation: older ones are fetched, then read the same way.
-	for round := 0; mr.backwards && mr.to == nil && len(evs) <= mr.limit && round < maxBackfillRounds; round++ {
-		if !needsBackfill(evs) || !s.backfill(ctx, mr.roomID, mr.limit+1-len(evs)) {
-			break
-		}
-		if evs, err = s.reader.Events(ctx, mr.roomID, lo, hi, mr.limit+1, mr.backwards); err != nil {
-			return nil, err
-		}
-	}
-	if len(evs) > mr.limit {
-		evs = evs[:mr.limit]
-		last := evs[len(evs)-1].Pos
-		if mr.backwards {
-			resp.End = formatToken(last - 1)
-		} else {
-			resp.End = formatToken(last)
-		}
-	}
-	if peeking {
-		if evs, err = s.worldReadableInOrder(ctx, mr.roomID, evs, mr.backwards); err != nil {
-			return nil, err
-		}
-	}
+	evs := page.events
+	resp.End = page.end
 	// The filter applies after the limit: a chunk may come back short, or
 	// empty with an end token, which the spec allows.
 	evs = slices.DeleteFunc(evs, func(ev roomserver.StreamEvent) bool { return !mr.filter.matches(&ev.Event) })
@@ -180,10 +157,8 @@ func (s *SyncAPI) senderMembers(ctx context.Context, roomID string, evs []roomse
 // joined, the leave (or ban) that ended their stay once they are out. A
 // user who is not joined and was not joined right before their current
 // leave or ban (never joined, invited only, knocking) gets M_FORBIDDEN.
-//
-// History visibility is simplified: a member reads the room's history from
-// its creation, whatever m.room.history_visibility says ("shared", the
-// spec's default). There is no lower bound at the user's join.
+// Below it, each event is shown or left out by the room's history
+// visibility at the event (readPage).
 func (s *SyncAPI) readableUpTo(ctx context.Context, roomID, userID string, now int64) (int64, error) {
 	m, err := s.reader.MembershipAt(ctx, roomID, userID, now)
 	if err != nil {

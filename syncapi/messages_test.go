@@ -1,8 +1,14 @@
 package syncapi
 
 import (
+	"context"
+	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
+
+	"github.com/chappe-matrix/chappe/roomserver"
 )
 
 func TestMessagesDirections(t *testing.T) {
@@ -117,4 +123,99 @@ func TestBadParameters(t *testing.T) {
 
 	// Accepted: a negative timeout (no wait), presence values, lazy loading.
 	h.sync(aliceTok, q("timeout", "-5", "set_presence", "offline", "filter", `{"room":{"state":{"lazy_load_members":true}}}`))
+}
+
+// The fake reader applies history visibility as a test sets it: the
+// messages whose body a predicate names are visible to no one (none
+// unless set). It has no history gaps.
+var hiddenMessages sync.Map // *fakeReader → func(body string) bool
+
+var _ roomserver.HistoryReader = (*fakeReader)(nil)
+
+func (f *fakeReader) VisibleEvents(_ context.Context, _, _ string, evs []roomserver.StreamEvent) ([]roomserver.StreamEvent, error) {
+	hidden, ok := hiddenMessages.Load(f)
+	if !ok {
+		return evs, nil
+	}
+	return slices.DeleteFunc(slices.Clone(evs), func(ev roomserver.StreamEvent) bool {
+		return hidden.(func(string) bool)(bodies([]roomserver.ClientEvent{ev.Event})[0])
+	}), nil
+}
+
+func (f *fakeReader) HistoryGaps(context.Context, string, int64, int64) ([]roomserver.HistoryGap, error) {
+	return nil, nil
+}
+
+// hide makes the fake reader hide the messages hidden names.
+func (h *harness) hide(hidden func(body string) bool) {
+	hiddenMessages.Store(h.reader, hidden)
+	h.t.Cleanup(func() { hiddenMessages.Delete(h.reader) })
+}
+
+// pages reads a room's messages in one direction, limit a page, and
+// returns the bodies of each page.
+func (h *harness) pages(token, roomID, dir string, limit int) [][]string {
+	h.t.Helper()
+	var out [][]string
+	from := ""
+	for range 100 {
+		params := q("dir", dir, "limit", fmt.Sprint(limit))
+		if from != "" {
+			params.Set("from", from)
+		}
+		resp := h.messages(token, roomID, params)
+		out = append(out, bodies(resp.Chunk))
+		if resp.End == "" {
+			return out
+		}
+		from = resp.End
+	}
+	h.t.Fatal("/messages does not end")
+	return nil
+}
+
+// Events the user may not see are left out, and the pages go on past
+// them: no page is short while more visible events follow, in either
+// direction.
+func TestMessagesLeavesOutHiddenEvents(t *testing.T) {
+	h := newHarness(t)
+	h.createRoom(roomA, alice, "Room")
+	for i := 1; i <= 20; i++ {
+		h.message(roomA, alice, fmt.Sprintf("m%d", i))
+	}
+	h.hide(func(body string) bool {
+		var n int
+		_, err := fmt.Sscanf(body, "m%d", &n)
+		return err == nil && n >= 5 && n <= 15
+	})
+	back := h.pages(aliceTok, roomA, "b", 3)
+	want := [][]string{{"m20", "m19", "m18"}, {"m17", "m16", "m4"}, {"m3", "m2", "m1"}}
+	if len(back) < 3 || !slices.EqualFunc(back[:3], want, slices.Equal) {
+		t.Fatalf("backwards pages %q, want %q first", back, want)
+	}
+	fwd := slices.Concat(h.pages(aliceTok, roomA, "f", 4)...)
+	if i := slices.Index(fwd, "m1"); i < 0 || !slices.Equal(fwd[i:], []string{"m1", "m2", "m3", "m4", "m16", "m17", "m18", "m19", "m20"}) {
+		t.Fatalf("forwards %q", fwd)
+	}
+}
+
+// A long run of hidden events is read a bounded amount per request: the
+// page comes back short with a token, and the next goes on from it.
+func TestMessagesHiddenRunBounded(t *testing.T) {
+	h := newHarness(t)
+	h.createRoom(roomA, alice, "Room")
+	h.message(roomA, alice, "first")
+	for i := range maxMessagesScan + 200 {
+		h.message(roomA, alice, fmt.Sprintf("hidden %d", i))
+	}
+	h.message(roomA, alice, "last")
+	h.hide(func(body string) bool { return strings.HasPrefix(body, "hidden") })
+	pages := h.pages(aliceTok, roomA, "b", 5)
+	if len(pages) < 2 || !slices.Equal(pages[0], []string{"last"}) {
+		t.Fatalf("first page %q of %d", pages[0], len(pages))
+	}
+	all := slices.Concat(pages...)
+	if i := slices.Index(all, "first"); i != 1 || all[len(all)-1] != "m.room.create" {
+		t.Fatalf("pages %q", pages)
+	}
 }

@@ -1,0 +1,216 @@
+package roomserver
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/chappe-matrix/chappe/internal/sqlutil"
+)
+
+// Redactions that arrive before the event they redact. From room version
+// 3 the auth rules accept a redaction whatever its target ("Handling
+// redactions" in the room versions' spec), and over federation a
+// redaction may come before its target, which comes later by backfill,
+// gap filling, as an outlier or in a joined room's state. Such a
+// redaction is stored and shown as any other, and a row of
+// rs_redactions_pending remembers it until its target is stored, by any
+// of those paths: in that transaction the redaction applies as it would
+// have to a stored target (redactionTarget): the target is marked
+// redacted, its relation and search text dropped, its parsed copy
+// forgotten.
+//
+// It applies when the redaction's sender has the redact power level in
+// the state before the redaction, or when both events' senders are of
+// one server. The state before the redaction is at hand only when the
+// redaction is accepted, so that half of the answer is recorded then
+// (any_sender); the other half waits for the target's sender. A target
+// that is rejected, in another room, or that the redaction may not
+// redact drops the row: the answer will not change.
+
+// mayRedactAny tells whether a redaction may redact events of any sender:
+// its sender has the redact level in the state before it. In room
+// versions 1 and 2 the auth rules checked that, or that the target's ID
+// is of the sender's server, before accepting the redaction: an accepted
+// one may redact its target.
+func (j *inputJob) mayRedactAny(ctx context.Context, ev gomatrixserverlib.PDU, before *stateView) (bool, error) {
+	switch j.h.version.Version() {
+	case gomatrixserverlib.RoomVersionV1, gomatrixserverlib.RoomVersionV2:
+		return true, nil
+	}
+	create, pl, err := j.stateEvents(ctx, before, stateKey{spec.MRoomCreate, ""}, stateKey{spec.MRoomPowerLevels, ""})
+	if err != nil {
+		return false, err
+	}
+	level, content, err := levelIn(j.h.version, create, pl, string(ev.SenderID()))
+	// Power levels the library cannot read grant nothing.
+	return err == nil && level >= content.Redact, nil
+}
+
+// sameServer tells whether two user IDs are of one server.
+func sameServer(a, b string) bool { return domainOf(a) == domainOf(b) }
+
+// recordPendingRedaction remembers a redaction (stored as redactionNID)
+// of an event not stored yet.
+func recordPendingRedaction(ctx context.Context, tx *sqlutil.Tx, roomNID, redactionNID int64, targetID string, anySender bool) error {
+	if redactionNID == 0 {
+		return fmt.Errorf("redaction of %s recorded before its own row", targetID)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO rs_redactions_pending (redaction_nid, room_nid, target_id, any_sender)
+		VALUES ($1, $2, $3, $4) ON CONFLICT (redaction_nid) DO NOTHING`, redactionNID, roomNID, targetID, anySender)
+	if err != nil {
+		return fmt.Errorf("record redaction of %s: %w", targetID, err)
+	}
+	return nil
+}
+
+// redactedEvent is an event a pending redaction was applied to.
+type redactedEvent struct {
+	nid int64
+	id  string
+}
+
+// pendingRedaction is a row of rs_redactions_pending whose target is
+// stored, with what deciding needs of both events.
+type pendingRedaction struct {
+	redactionNID   int64
+	targetID       string
+	anySender      bool
+	sender         string // the redaction's
+	targetNID      int64
+	targetRoomNID  int64
+	targetSender   string
+	targetRejected bool
+}
+
+// allows tells whether the redaction applies to its (stored) target.
+func (p *pendingRedaction) allows(roomNID int64) bool {
+	if p.targetRejected || p.targetRoomNID != roomNID {
+		return false
+	}
+	return p.anySender || sameServer(p.sender, p.targetSender)
+}
+
+const pendingRedactionSelect = `SELECT p.redaction_nid, p.target_id, p.any_sender, r.sender, t.event_nid, t.room_nid, t.sender, t.rejected
+	FROM rs_redactions_pending p
+	JOIN rs_events r ON r.event_nid = p.redaction_nid
+	JOIN rs_events t ON t.event_id = p.target_id
+	WHERE p.room_nid = $1`
+
+// applyPendingRedactions applies the room's pending redactions whose
+// target is stored now, among ids (nil: the whole room's, one query, for
+// a join's thousands of state events), and drops their rows. The first
+// redaction stored wins when several may apply.
+func applyPendingRedactions(ctx context.Context, tx *sqlutil.Tx, roomNID int64, ids []string) ([]redactedEvent, error) {
+	var found []*pendingRedaction
+	read := func(query string, args []any) error {
+		rows, err := tx.QueryContext(ctx, query+` ORDER BY p.redaction_nid`, args...)
+		if err != nil {
+			return fmt.Errorf("read pending redactions: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			p := &pendingRedaction{}
+			if err := rows.Scan(&p.redactionNID, &p.targetID, &p.anySender, &p.sender, &p.targetNID, &p.targetRoomNID,
+				&p.targetSender, &p.targetRejected); err != nil {
+				return fmt.Errorf("scan pending redaction: %w", err)
+			}
+			found = append(found, p)
+		}
+		return rows.Err()
+	}
+	var err error
+	if ids == nil {
+		err = read(pendingRedactionSelect, []any{roomNID})
+	} else {
+		err = inChunks(ids, 2, "", func(list string, args []any) error {
+			return read(pendingRedactionSelect+` AND p.target_id IN (`+list+`)`, append([]any{roomNID}, args...))
+		})
+	}
+	if err != nil || len(found) == 0 {
+		return nil, err
+	}
+	var (
+		out     []redactedEvent
+		targets []string
+	)
+	for _, p := range found {
+		if !slices.Contains(targets, p.targetID) {
+			targets = append(targets, p.targetID)
+		}
+		if !p.allows(roomNID) || slices.ContainsFunc(out, func(r redactedEvent) bool { return r.id == p.targetID }) {
+			continue
+		}
+		if err := markRedacted(ctx, tx, p.redactionNID, p.targetNID); err != nil {
+			return nil, err
+		}
+		if err := unindexRedacted(ctx, tx, p.targetNID); err != nil {
+			return nil, err
+		}
+		out = append(out, redactedEvent{nid: p.targetNID, id: p.targetID})
+	}
+	for _, id := range targets {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM rs_redactions_pending WHERE room_nid = $1 AND target_id = $2`, roomNID, id); err != nil {
+			return nil, fmt.Errorf("drop pending redactions of %s: %w", id, err)
+		}
+	}
+	return out, nil
+}
+
+// unindexRedacted drops a redacted event's relation and search text (what
+// commitExtras and indexSearch do for a redaction committed with them).
+func unindexRedacted(ctx context.Context, tx *sqlutil.Tx, nid int64) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM rs_relations WHERE event_nid = $1`, nid); err != nil {
+		return fmt.Errorf("unindex redacted relation: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM rs_search WHERE event_nid = $1`, nid); err != nil {
+		return fmt.Errorf("unindex redacted event: %w", err)
+	}
+	return nil
+}
+
+// applyPendingRedactions applies, once the request's events are stored
+// and indexed (finish), the redactions that waited for them. A target
+// published by this request goes out redacted, so that consumers of the
+// output (pushes, application services) never see its content.
+func (j *inputJob) applyPendingRedactions(ctx context.Context, items []*inputItem) error {
+	var ids []string
+	for _, it := range items {
+		if it.pdu != nil && it.result.Status != InputDuplicate && it.result.Status != InputMissing {
+			ids = append(ids, it.pdu.EventID())
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	applied, err := applyPendingRedactions(ctx, j.tx, j.h.nid, ids)
+	if err != nil {
+		return err
+	}
+	for _, r := range applied {
+		j.redacted = append(j.redacted, r.nid) // dropped from the cache once committed
+		delete(j.pdus.own, r.nid)
+		for i := range j.outs {
+			if j.outs[i].EventID != r.id {
+				continue
+			}
+			data, err := j.h.version.RedactEventJSON(j.outs[i].Event)
+			if err != nil {
+				return fmt.Errorf("redact %s for the output: %w", r.id, err)
+			}
+			j.outs[i].Event = data
+		}
+	}
+	return nil
+}
+
+// forgetRedacted drops events redacted by a transaction that committed
+// from the parsed-event cache, which may hold their unredacted copy.
+func (rs *Roomserver) forgetRedacted(events []redactedEvent) {
+	for _, r := range events {
+		rs.events.remove(r.nid)
+	}
+}
