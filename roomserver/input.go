@@ -134,6 +134,11 @@ func (rs *Roomserver) applyInput(h *roomHead, events []InputEvent) (*InputEvents
 	j := &inputJob{rs: rs, h: h, known: known, extremities: slices.Clone(h.extremities), depth: h.depth, pos: rs.lastPos,
 		waiting: map[string]*waitingRow{}}
 	err := rs.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
+		// Federated events land in bulk: lookups must not keep a plan made
+		// when the tables were small (sqlutil/plancache.go).
+		if err := tx.PlanEachQuery(ctx); err != nil {
+			return err
+		}
 		j.tx = tx
 		j.pdus = newPDUCache(rs, h.version, tx)
 		j.states = newStateStore(rs, h, tx)

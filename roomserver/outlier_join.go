@@ -430,6 +430,9 @@ func (jr *joinedRoom) storeOutliers(ctx context.Context) error {
 	for first := true; first || start < len(jr.rows); first = false {
 		chunk := jr.rows[start:min(start+outlierTxRows, len(jr.rows))]
 		err := jr.rs.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
+			if err := tx.PlanEachQuery(ctx); err != nil { // sqlutil/plancache.go
+				return err
+			}
 			if jr.roomNID == 0 {
 				h := &roomHead{id: jr.roomID, version: jr.version}
 				if err := insertRoom(ctx, tx, h, nil); err != nil {
@@ -480,6 +483,9 @@ func (jr *joinedRoom) storeJoin(ctx context.Context, state stateMap, given map[s
 	var before, after int64
 	var redacted []redactedEvent
 	err = rs.db.WithTx(ctx, func(tx *sqlutil.Tx) error {
+		if err := tx.PlanEachQuery(ctx); err != nil { // sqlutil/plancache.go
+			return err
+		}
 		var err error
 		if before, err = insertSnapshot(ctx, tx, jr.roomNID, 0, 0, fullEntries(state)); err != nil {
 			return err

@@ -123,24 +123,6 @@ func openPostgres(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if opts.MaxOpenConns > 0 {
 		cfg.MaxConns = int32(opts.MaxOpenConns)
 	}
-	// pgx prepares each query once per connection and reuses it. PostgreSQL
-	// plans a prepared statement for its arguments five times, then may
-	// keep one generic plan for the connection's life. On a fresh server
-	// those five run on tables still nearly empty, where a sequential scan
-	// is cheapest; the generic plan keeps scanning once the table holds
-	// 100,000 events (a 10,000-member room join spent 9.5 s of its 13–27 s
-	// in such scans of rs_events; TestPostgresPlansForTablesThatGrew
-	// shows 240 ms a lookup instead of 0.7 ms). force_custom_plan plans
-	// every execution for its arguments and the table's current size: a
-	// planning per query (0.2 ms for 128 ids, lost in the round trip for a
-	// lookup by key) but no parsing, which the prepared statement still
-	// saves; it also keeps a plan made for a small room from serving a
-	// large one. Not preparing at all (pgx's QueryExecModeCacheDescribe or
-	// Exec) would give custom plans too, but parse every query again. A
-	// plan_cache_mode given in the URL wins (PostgreSQL 12 or later).
-	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
-		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres pool: %w", err)
