@@ -27,9 +27,9 @@ func testPendingRedactionLater(t *testing.T, env *testEnv, version string) {
 	alice, rita := user("alice"), remoteUser("rita")
 	r := newRemote(t)
 	roomID := env.createRoom(CreateRoomRequest{Sender: alice, Preset: presetPublic, RoomVersion: version})
-	d, _ := env.joinRemote(r, roomID, rita)
+	env.joinRemote(r, roomID, rita)
 	root := env.mustSend(alice, roomID, "m.room.message", map[string]string{"msgtype": "m.text", "body": "fil"})
-	d = env.dagOf(roomID)
+	d := env.dagOf(roomID)
 	// The target (a reply in a thread, so it has a relation and search
 	// text) and its redaction are siblings: the redaction does not name
 	// its target among its prev_events, so nothing fetches the target.
