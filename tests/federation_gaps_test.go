@@ -8,10 +8,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/chappe-matrix/chappe/internal/testserver"
 )
 
 // An event whose parents a server lacks is completed from the sending
@@ -20,16 +17,10 @@ import (
 // (/state_ids and the events it names).
 func TestFederationGapFilling(t *testing.T) {
 	ctx := ctxT(t)
-	srv := testserver.NewFederation(t, fedA, fedB)
-	alice, bob := newFedUser(t, srv[0], "alice"), newFedUser(t, srv[1], "bob")
-	room := publicRoom(t, ctx, alice, bob)
-	last := alice.send(ctx, room, "avant le trou")
-	bob.waitText(room, "avant le trou")
+	sc := newBobScene(t, ctx, "avant le trou")
+	srv, alice, bob, room, last, bKey := sc.srv, sc.alice, sc.bob, sc.room, sc.last, sc.bKey
 
-	state := must[mautrix.RoomStateMap](t)(alice.cli.State(ctx, room))
-	auth := []string{string(state[event.StatePowerLevels][""].ID), string(state[event.StateMember][string(bob.id())].ID)}
-	depth := eventDepth(t, srv[1], srv[0], last)
-	bKey := srv[1].Base.Key
+	auth, depth := sc.auth(), sc.depth
 	prev := string(last)
 	// chain makes n messages of bob, each on the previous one.
 	chain := func(n int, label string) []gomatrixserverlib.PDU {

@@ -157,18 +157,12 @@ func TestFederationHistoryInvited(t *testing.T) {
 // the event after the hole and the history before it, each once.
 func TestFederationBackfillHole(t *testing.T) {
 	ctx := ctxT(t)
-	srv := testserver.NewFederation(t, fedA, fedB)
-	alice, bob := newFedUser(t, srv[0], "alice"), newFedUser(t, srv[1], "bob")
-	room := publicRoom(t, ctx, alice, bob)
-	last := alice.send(ctx, room, "avant le trou")
-	bob.waitText(room, "avant le trou")
+	sc := newBobScene(t, ctx, "avant le trou")
+	srv, alice, bob, room, last, bKey := sc.srv, sc.alice, sc.bob, sc.room, sc.last, sc.bKey
 
 	// bob's messages on top of it, which only A learns (sent in B's name):
 	// B never stores them itself.
-	state := must[mautrix.RoomStateMap](t)(alice.cli.State(ctx, room))
-	auth := []string{string(state[event.StatePowerLevels][""].ID), string(state[event.StateMember][string(bob.id())].ID)}
-	depth := eventDepth(t, srv[1], srv[0], last)
-	bKey := srv[1].Base.Key
+	auth, depth := sc.auth(), sc.depth
 	const n = 30
 	var chain []gomatrixserverlib.PDU
 	prev := string(last)

@@ -8,8 +8,6 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/chappe-matrix/chappe/internal/testserver"
 )
 
 // Server B sends a redaction over /send before the event it redacts; the
@@ -19,18 +17,10 @@ import (
 // /messages, with the redaction as redacted_because.
 func TestFederationRedactionBeforeTarget(t *testing.T) {
 	ctx := ctxT(t)
-	srv := testserver.NewFederation(t, fedA, fedB)
-	alice, bob := newFedUser(t, srv[0], "alice"), newFedUser(t, srv[1], "bob")
-	room := publicRoom(t, ctx, alice, bob)
-	last := alice.send(ctx, room, "avant")
-	bob.waitText(room, "avant")
-
-	state := must[mautrix.RoomStateMap](t)(alice.cli.State(ctx, room))
-	powerLevels := string(state[event.StatePowerLevels][""].ID)
-	bobMember := string(state[event.StateMember][string(bob.id())].ID)
-	depth := eventDepth(t, srv[1], srv[0], last) + 1
-	bKey := srv[1].Base.Key
-	prev, auth := []string{string(last)}, []string{powerLevels, bobMember}
+	sc := newBobScene(t, ctx, "avant")
+	srv, alice, bob, room, bKey := sc.srv, sc.alice, sc.bob, sc.room, sc.bKey
+	depth := sc.depth + 1
+	prev, auth := []string{string(sc.last)}, sc.auth()
 	target := crafted(t, fedB, bKey.Private, bKey.ID, room, string(bob.id()), "m.room.message", nil,
 		map[string]any{"msgtype": "m.text", "body": "regrettable"}, prev, auth, depth)
 	redaction := crafted(t, fedB, bKey.Private, bKey.ID, room, string(bob.id()), "m.room.redaction", nil,

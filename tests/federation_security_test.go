@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -22,6 +23,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/chappe-matrix/chappe/internal/signingkey"
 	"github.com/chappe-matrix/chappe/internal/testserver"
 )
 
@@ -174,18 +176,10 @@ func sendTxn(t *testing.T, from, to *testserver.Server, txnID string, pdus ...js
 // the auth rules is rejected; none of the bad ones reaches a client.
 func TestFederationCraftedTransaction(t *testing.T) {
 	ctx := ctxT(t)
-	srv := testserver.NewFederation(t, fedA, fedB)
-	alice, bob := newFedUser(t, srv[0], "alice"), newFedUser(t, srv[1], "bob")
-	room := publicRoom(t, ctx, alice, bob)
-	last := alice.send(ctx, room, "dernier message")
-	bob.waitText(room, "dernier message")
-
-	state := must[mautrix.RoomStateMap](t)(alice.cli.State(ctx, room))
-	powerLevels := string(state[event.StatePowerLevels][""].ID)
-	bobMember := string(state[event.StateMember][string(bob.id())].ID)
-	depth := eventDepth(t, srv[1], srv[0], last) + 1
-	bKey := srv[1].Base.Key
-	prev, auth := []string{string(last)}, []string{powerLevels, bobMember}
+	sc := newBobScene(t, ctx, "dernier message")
+	srv, alice, bob, room, bKey, powerLevels := sc.srv, sc.alice, sc.bob, sc.room, sc.bKey, sc.powerLevels
+	depth := sc.depth + 1
+	prev, auth := []string{string(sc.last)}, sc.auth()
 	msg := func(body string) map[string]any { return map[string]any{"msgtype": "m.text", "body": body} }
 
 	// Forged: bob's message signed with a key that is not B's.
@@ -267,3 +261,34 @@ func eventDepth(t *testing.T, from, to *testserver.Server, eventID id.EventID) i
 	}
 	return got.PDUs[0].Depth
 }
+
+// bobScene is the set-up of the tests that craft bob's events: alice on
+// A and bob on B in a public room, alice's last message seen by both.
+// The tests then sign bob's events as B would (crafted) and send them to
+// A themselves (sendTxn), so that B never stores them.
+type bobScene struct {
+	srv        []*testserver.Server
+	alice, bob *fedUser
+	room       id.RoomID
+	last       id.EventID // alice's message: the newest event of the room
+	depth      int64      // its depth
+	// The auth events of bob's messages.
+	powerLevels, bobMember string
+	bKey                   signingkey.Key
+}
+
+func newBobScene(t *testing.T, ctx context.Context, lastBody string) *bobScene {
+	t.Helper()
+	srv := testserver.NewFederation(t, fedA, fedB)
+	s := &bobScene{srv: srv, alice: newFedUser(t, srv[0], "alice"), bob: newFedUser(t, srv[1], "bob"), bKey: srv[1].Base.Key}
+	s.room = publicRoom(t, ctx, s.alice, s.bob)
+	s.last = s.alice.send(ctx, s.room, lastBody)
+	s.bob.waitText(s.room, lastBody)
+	state := must[mautrix.RoomStateMap](t)(s.alice.cli.State(ctx, s.room))
+	s.powerLevels = string(state[event.StatePowerLevels][""].ID)
+	s.bobMember = string(state[event.StateMember][string(s.bob.id())].ID)
+	s.depth = eventDepth(t, srv[1], srv[0], s.last)
+	return s
+}
+
+func (s *bobScene) auth() []string { return []string{s.powerLevels, s.bobMember} }
