@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/chappe-matrix/chappe/federation/fedapi"
@@ -89,7 +90,7 @@ func TestOnTimestampToEvent(t *testing.T) {
 
 	_, err := f.onTimestampToEvent(timestampRequest("ts=1000&dir=f"))
 	wantMatrixErr(t, "nothing found", err, 404, "M_NOT_FOUND")
-	if want := []any{tsRoom, "b.test", int64(1000), false}; !equalArgs(reader.askedFor, want) {
+	if want := []any{tsRoom, "b.test", int64(1000), false}; !slices.Equal(reader.askedFor, want) {
 		t.Fatalf("asked %v, want %v", reader.askedFor, want)
 	}
 
@@ -102,7 +103,7 @@ func TestOnTimestampToEvent(t *testing.T) {
 	if string(data) != `{"event_id":"$found","origin_server_ts":900}` {
 		t.Fatalf("answer %s", data)
 	}
-	if want := []any{tsRoom, "b.test", int64(1000), true}; !equalArgs(reader.askedFor, want) {
+	if want := []any{tsRoom, "b.test", int64(1000), true}; !slices.Equal(reader.askedFor, want) {
 		t.Fatalf("asked %v, want %v", reader.askedFor, want)
 	}
 
@@ -117,18 +118,6 @@ func TestOnTimestampToEvent(t *testing.T) {
 	reader.acl, reader.version = "", ""
 	_, err = f.onTimestampToEvent(timestampRequest("ts=1000&dir=b"))
 	wantMatrixErr(t, "unknown room", err, 404, "M_NOT_FOUND")
-}
-
-func equalArgs(a, b []any) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Which remote answers are taken over the local one.

@@ -200,19 +200,7 @@ func TestFederationBackfillHole(t *testing.T) {
 		want = append(want, fmt.Sprintf("trou %d", i))
 	}
 	want = append(want, "avant le trou")
-	if got := bodies(history); !slices.Equal(got, want) {
-		t.Fatalf("bob's history on B (newest first):\n got %q\nwant %q", got, want)
-	}
-	seen := map[id.EventID]bool{}
-	for _, ev := range history {
-		if seen[ev.ID] {
-			t.Fatalf("%s (%s) is shown twice", ev.ID, ev.Type)
-		}
-		seen[ev.ID] = true
-	}
-	if last := history[len(history)-1]; last.Type != event.StateCreate {
-		t.Fatalf("the history ends with %s (%s), not the room's creation", last.Type, last.ID)
-	}
+	wantWholeHistory(t, history, want) // federation_history_test.go
 	// Stored where it belongs: read again, in pages of another size, the
 	// same events in the same order.
 	if again := paginate(t, ctx, bob.cli, room, 50); !slices.Equal(eventIDs(again), eventIDs(history)) {

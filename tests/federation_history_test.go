@@ -91,19 +91,7 @@ func TestFederationBackfillSharedHistory(t *testing.T) {
 	for i := n; i >= 1; i-- {
 		want = append(want, fmt.Sprintf("message %d", i))
 	}
-	if got := bodies(history); !slices.Equal(got, want) {
-		t.Fatalf("bob's history on B (newest first): %q", got)
-	}
-	seen := map[id.EventID]bool{}
-	for _, ev := range history {
-		if seen[ev.ID] {
-			t.Fatalf("%s (%s) is shown twice", ev.ID, ev.Type)
-		}
-		seen[ev.ID] = true
-	}
-	if last := history[len(history)-1]; last.Type != event.StateCreate {
-		t.Fatalf("the history ends with %s (%s), not the room's creation", last.Type, last.ID)
-	}
+	wantWholeHistory(t, history, want)
 	// It is stored now: reading it again asks nothing of A and gives the
 	// same events.
 	again := paginate(t, ctx, bob.cli, room, 50)
@@ -274,5 +262,25 @@ func TestFederationOpenIDAndHierarchy(t *testing.T) {
 	status, body = asServer(t, srv[1], srv[0], "GET", "/_matrix/federation/v1/hierarchy/"+url.PathEscape(string(private)), nil)
 	if status != http.StatusNotFound {
 		t.Fatalf("hierarchy of a private room: %d %s", status, body)
+	}
+}
+
+// wantWholeHistory checks a history paginated back (newest first): its
+// messages are want, each event comes once, and it ends with the room's
+// creation.
+func wantWholeHistory(t *testing.T, history []*event.Event, want []string) {
+	t.Helper()
+	if got := bodies(history); !slices.Equal(got, want) {
+		t.Fatalf("bob's history on B (newest first):\n got %q\nwant %q", got, want)
+	}
+	seen := map[id.EventID]bool{}
+	for _, ev := range history {
+		if seen[ev.ID] {
+			t.Fatalf("%s (%s) is shown twice", ev.ID, ev.Type)
+		}
+		seen[ev.ID] = true
+	}
+	if last := history[len(history)-1]; last.Type != event.StateCreate {
+		t.Fatalf("the history ends with %s (%s), not the room's creation", last.Type, last.ID)
 	}
 }

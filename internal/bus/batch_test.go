@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -149,21 +150,9 @@ func TestBatchConsumerRetriesTheBatch(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(calls) < 3 || !equalInts(calls[0], calls[1]) || !equalInts(calls[1], calls[2]) {
+	if len(calls) < 3 || !slices.Equal(calls[0], calls[1]) || !slices.Equal(calls[1], calls[2]) {
 		t.Fatalf("retries were not given the same batch: %v", calls)
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // A consumer made by ConsumeDurable can be read in batches under the same
