@@ -61,13 +61,15 @@ func TestSplitAcrossOSProcesses(t *testing.T) {
 	runConversation(t, front.RegisterUser(t, "alice"), front.RegisterUser(t, "bob"))
 }
 
-// waitForBackend polls the nonce endpoint until the child process serves
-// the userapi.
+// waitForBackend polls until the child process serves both its
+// components: the userapi (the registration nonce) and the roomserver
+// (the public room directory), which start one after the other.
 func waitForBackend(t *testing.T, front *testserver.Server) {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		resp := rawRequest(t, "GET", front.URL+"/_synapse/admin/v1/register", "", "")
-		if resp.status == 200 {
+		users := rawRequest(t, "GET", front.URL+"/_synapse/admin/v1/register", "", "")
+		rooms := rawRequest(t, "GET", front.URL+"/_matrix/client/v3/publicRooms", "", "")
+		if users.status == 200 && rooms.status == 200 {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
