@@ -31,6 +31,9 @@ type fedState struct {
 	// rejected and soft-failed events each take a unique one, outside any
 	// range the timeline is read in.
 	neg atomic.Int64
+	// pendingRedactions are the rooms with redactions waiting for their
+	// target (redaction_pending.go).
+	pendingRedactions *pendingRooms
 }
 
 // serveFederation serves the endpoints of api_federation.go that store
@@ -41,7 +44,11 @@ func (rs *Roomserver) serveFederation() error {
 	if err != nil {
 		return fmt.Errorf("read lowest stream position: %w", err)
 	}
-	rs.fed = &fedState{}
+	pending, err := loadPendingRooms(context.Background(), rs.db)
+	if err != nil {
+		return err
+	}
+	rs.fed = &fedState{pendingRedactions: pending}
 	rs.fed.neg.Store(low)
 	for _, err := range []error{
 		InputEvents.Serve(rs.bus, rs.inputEvents),
@@ -117,6 +124,8 @@ type inputJob struct {
 	redacted  []int64
 	backfill  backfillSlots
 	processed int
+	// noPendingLeft: the room's last pending redactions were applied.
+	noPendingLeft bool
 }
 
 // applyInput parses the events, then applies them in order in one
@@ -265,6 +274,9 @@ func (j *inputJob) committed() {
 		}
 		h.snapshot, h.chainLen = j.cur.nid, j.cur.chain
 		h.extremities, h.depth = j.extremities, j.depth
+	}
+	if j.noPendingLeft {
+		rs.fed.pendingRedactions.drop(h.nid)
 	}
 	rs.lastPos = j.pos
 	if len(j.outs) > 0 {

@@ -186,7 +186,7 @@ func (j *inputJob) redactionTarget(ctx context.Context, row *eventRow, before *s
 		if err != nil {
 			return 0, err
 		}
-		return 0, recordPendingRedaction(ctx, j.tx, j.h.nid, row.nid, targetID, anySender)
+		return 0, j.recordPendingRedaction(ctx, row.nid, targetID, anySender)
 	}
 	if d.roomNID != j.h.nid || d.rejected {
 		return 0, nil

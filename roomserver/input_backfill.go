@@ -197,29 +197,24 @@ func noPosition(it *inputItem, reason string) {
 }
 
 // lowestChildren maps each of ids to the lowest position of a stored
-// timeline event naming it among its prev_events (absent: none).
+// timeline event of the room naming it among its prev_events (absent:
+// none).
 func lowestChildren(ctx context.Context, q sqlutil.Querier, roomNID int64, ids []string) (map[string]int64, error) {
+	children, err := childEdges(ctx, q, ids) // fork.go
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]int64{}
-	err := inChunks(ids, 2, "", func(list string, args []any) error {
-		rows, err := q.QueryContext(ctx, `SELECT ed.prev_event_id, MIN(e.stream_pos) FROM rs_event_edges ed
-			JOIN rs_events e ON e.event_nid = ed.event_nid
-			WHERE e.room_nid = $1 AND `+timelineEvent+` AND ed.prev_event_id IN (`+list+`)
-			GROUP BY ed.prev_event_id`, append([]any{roomNID}, args...)...)
-		if err != nil {
-			return fmt.Errorf("children of backfilled events: %w", err)
+	for _, c := range children {
+		// timelineEvent (reader.go), checked here: see childEdgesSQL.
+		if c.roomNID != roomNID || c.pos <= 0 || c.outlier || c.softFailed || c.rejected {
+			continue
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			var pos int64
-			if err := rows.Scan(&id, &pos); err != nil {
-				return fmt.Errorf("scan child: %w", err)
-			}
-			out[id] = pos
+		if low, ok := out[c.prevID]; !ok || c.pos < low {
+			out[c.prevID] = c.pos
 		}
-		return rows.Err()
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 // save records the positions used: down to the lowest an event stored

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -52,6 +53,61 @@ func (j *inputJob) mayRedactAny(ctx context.Context, ev gomatrixserverlib.PDU, b
 
 // sameServer tells whether two user IDs are of one server.
 func sameServer(a, b string) bool { return domainOf(a) == domainOf(b) }
+
+// pendingRooms are the rooms that may have rows in rs_redactions_pending:
+// a request of any other room has no redaction waiting for its events,
+// and skips the query that looks for them. It holds every room with rows
+// when the roomserver starts, and each room a redaction is recorded in
+// after (a superset if the transaction rolls back); a room leaves it once
+// the request that applies its last pending redactions has committed.
+// One roomserver process serves a database (architecture.md), so no
+// other process adds rows behind it.
+type pendingRooms struct {
+	mu    sync.Mutex
+	rooms map[int64]bool
+}
+
+func loadPendingRooms(ctx context.Context, q sqlutil.Querier) (*pendingRooms, error) {
+	rows, err := q.QueryContext(ctx, `SELECT DISTINCT room_nid FROM rs_redactions_pending`)
+	if err != nil {
+		return nil, fmt.Errorf("read rooms with pending redactions: %w", err)
+	}
+	defer rows.Close()
+	p := &pendingRooms{rooms: map[int64]bool{}}
+	for rows.Next() {
+		var nid int64
+		if err := rows.Scan(&nid); err != nil {
+			return nil, fmt.Errorf("scan room with pending redactions: %w", err)
+		}
+		p.rooms[nid] = true
+	}
+	return p, rows.Err()
+}
+
+func (p *pendingRooms) add(roomNID int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rooms[roomNID] = true
+}
+
+func (p *pendingRooms) has(roomNID int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rooms[roomNID]
+}
+
+func (p *pendingRooms) drop(roomNID int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.rooms, roomNID)
+}
+
+// recordPendingRedaction remembers a redaction (stored as redactionNID)
+// of an event not stored yet, and that the room has one.
+func (j *inputJob) recordPendingRedaction(ctx context.Context, redactionNID int64, targetID string, anySender bool) error {
+	j.rs.fed.pendingRedactions.add(j.h.nid)
+	return recordPendingRedaction(ctx, j.tx, j.h.nid, redactionNID, targetID, anySender)
+}
 
 // recordPendingRedaction remembers a redaction (stored as redactionNID)
 // of an event not stored yet.
@@ -175,8 +231,12 @@ func unindexRedacted(ctx context.Context, tx *sqlutil.Tx, nid int64) error {
 // applyPendingRedactions applies, once the request's events are stored
 // and indexed (finish), the redactions that waited for them. A target
 // published by this request goes out redacted, so that consumers of the
-// output (pushes, application services) never see its content.
+// output (pushes, application services) never see its content. Nothing
+// is read for a room without pending redactions (pendingRooms).
 func (j *inputJob) applyPendingRedactions(ctx context.Context, items []*inputItem) error {
+	if !j.rs.fed.pendingRedactions.has(j.h.nid) {
+		return nil
+	}
 	var ids []string
 	for _, it := range items {
 		if it.pdu != nil && it.result.Status != InputDuplicate && it.result.Status != InputMissing {
@@ -189,6 +249,17 @@ func (j *inputJob) applyPendingRedactions(ctx context.Context, items []*inputIte
 	applied, err := applyPendingRedactions(ctx, j.tx, j.h.nid, ids)
 	if err != nil {
 		return err
+	}
+	if len(applied) > 0 {
+		// Those may have been the room's last. (Rows dropped without
+		// applying keep the room in the set: a query per request, as
+		// before, until the next start.)
+		var left bool
+		err := j.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM rs_redactions_pending WHERE room_nid = $1)`, j.h.nid).Scan(&left)
+		if err != nil {
+			return fmt.Errorf("look for pending redactions left: %w", err)
+		}
+		j.noPendingLeft = !left
 	}
 	for _, r := range applied {
 		j.redacted = append(j.redacted, r.nid) // dropped from the cache once committed

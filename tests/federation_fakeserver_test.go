@@ -51,6 +51,8 @@ type fakeRemote struct {
 
 	mu    sync.Mutex
 	rooms map[string]*fakeRoom
+	// roomSeq numbers the rooms the fake builds, for their create events.
+	roomSeq atomic.Int64
 
 	received atomic.Int64 // transactions Chappe sent it
 	// When Chappe's make_join and send_join came, and when the send_join
@@ -275,7 +277,10 @@ type fakeRoom struct {
 
 // host makes the room the fake's, with the state and auth chain that
 // send_join answers (every event given is state: each has its own key).
-func (f *fakeRemote) host(b *roomBuilder, state []json.RawMessage, chainIDs map[string]bool) *fakeRoom {
+// Two rooms with one ID would be one room to Chappe, with two histories:
+// refused.
+func (f *fakeRemote) host(t testing.TB, b *roomBuilder, state []json.RawMessage, chainIDs map[string]bool) *fakeRoom {
+	t.Helper()
 	room := &fakeRoom{b: b}
 	var st, ch bytes.Buffer
 	st.WriteByte('[')
@@ -300,8 +305,11 @@ func (f *fakeRemote) host(b *roomBuilder, state []json.RawMessage, chainIDs map[
 	ch.WriteByte(']')
 	room.stateJSON, room.chainJSON = st.Bytes(), ch.Bytes()
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rooms[b.roomID] != nil {
+		t.Fatalf("%s hosts room %s already", f.name, b.roomID)
+	}
 	f.rooms[b.roomID] = room
-	f.mu.Unlock()
 	return room
 }
 
@@ -314,6 +322,10 @@ type roomBuilder struct {
 	key    ed25519.PrivateKey
 	impl   gomatrixserverlib.IRoomVersion
 	admin  string // the creator
+	// seq makes the create event, hence the room ID, unique: a version 12
+	// room's ID is its create event's hash, and two rooms of one creator
+	// begun in the same millisecond would otherwise have one ID.
+	seq int64
 
 	roomID string
 	head   string
@@ -329,6 +341,7 @@ func newRoomBuilder(f *fakeRemote, version gomatrixserverlib.RoomVersion) *roomB
 		origin: f.name, keyID: gomatrixserverlib.KeyID(f.keyID), key: f.key,
 		impl:  gomatrixserverlib.MustGetRoomVersion(version),
 		admin: "@admin:" + f.name,
+		seq:   f.roomSeq.Add(1),
 		state: map[string]gomatrixserverlib.PDU{},
 	}
 }
@@ -434,7 +447,7 @@ func (b *roomBuilder) begin() ([]gomatrixserverlib.PDU, error) {
 		stateKey *string
 		content  any
 	}{
-		{spec.MRoomCreate, &empty, map[string]any{"room_version": string(b.impl.Version())}},
+		{spec.MRoomCreate, &empty, map[string]any{"room_version": string(b.impl.Version()), "fr.chappe.bench.room": b.seq}},
 		{spec.MRoomMember, &admin, map[string]any{"membership": spec.Join}},
 		{spec.MRoomPowerLevels, &empty, map[string]any{"users": map[string]int{}, "users_default": 0, "events_default": 0, "state_default": 50,
 			"ban": 50, "kick": 50, "redact": 50, "invite": 0}},
@@ -469,7 +482,7 @@ func (f *fakeRemote) smallRoom(t testing.TB) *fakeRoom {
 	for i, ev := range evs {
 		raws[i] = ev.JSON()
 	}
-	return f.host(b, raws, chainOf(evs))
+	return f.host(t, b, raws, chainOf(evs))
 }
 
 // chainOf is the set of events evs name as auth events (the create
@@ -513,7 +526,7 @@ func (f *fakeRemote) bigRoom(t testing.TB, members, others int) *fakeRoom {
 			chain[id] = true
 		}
 	}
-	return f.host(b, raws, chain)
+	return f.host(t, b, raws, chain)
 }
 
 func (f *fakeRemote) generateBigRoom(members, others int) ([]json.RawMessage, error) {
