@@ -128,8 +128,9 @@ func startEmbedded(opts Options) (*server.Server, error) {
 		NoSigs:     true,
 		NoLog:      true,
 		SyncAlways: opts.SyncAlways,
-		// The last message of a big room's remote join names every state
-		// event (100,000 event IDs are some 4.6 MB); NATS's default is 1 MB.
+		// NATS's default is 1 MB; an inbound /send transaction's events
+		// (50 PDUs of up to 64 KB) may pass it. A big room's join no
+		// longer needs it: it travels in parts of ≤ 512 KB.
 		MaxPayload: EmbeddedMaxPayload,
 	}
 	if opts.Listen != "" {
