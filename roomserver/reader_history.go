@@ -24,6 +24,13 @@ type HistoryReader interface {
 	// join of a room joined over federation, the first event after a hole
 	// /send left, the oldest event backfilled so far.
 	HistoryGaps(ctx context.Context, roomID string, from, to int64) ([]HistoryGap, error)
+	// HistoryOpenThrough tells, for the rooms among roomIDs whose history
+	// visibility was never other than "shared" or "world_readable" and
+	// that userID joined, the position through which VisibleEvents keeps
+	// every event for them: their last join. The rooms left out may hide
+	// events. It costs a query per 128 rooms, so that a sync of many
+	// rooms learns at once which need no VisibleEvents.
+	HistoryOpenThrough(ctx context.Context, userID string, roomIDs []string) (map[string]int64, error)
 }
 
 // HistoryGap is an event of the timeline whose prev_events are not
@@ -136,3 +143,69 @@ func (r *reader) HistoryGaps(ctx context.Context, roomID string, from, to int64)
 	slices.SortFunc(gaps, func(a, b HistoryGap) int { return cmp.Compare(b.Pos, a.Pos) })
 	return gaps, nil
 }
+
+// HistoryOpenThrough relies on what historyView.allows says of a room
+// whose every state has "shared" or "world_readable": an event before the
+// user's last join is visible, and so is the join itself (the state after
+// it has them joined). Every history visibility event of the room counts,
+// rejected and outliers too: a state can only name events stored in it,
+// and one too many only sends the room to VisibleEvents.
+func (r *reader) HistoryOpenThrough(ctx context.Context, userID string, roomIDs []string) (map[string]int64, error) {
+	ids := make(map[int64]string, len(roomIDs))
+	nids := make([]int64, 0, len(roomIDs))
+	for _, id := range roomIDs {
+		room, ok, err := r.room(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if ok && ids[room.nid] == "" {
+			ids[room.nid] = id
+			nids = append(nids, room.nid)
+		}
+	}
+	lastJoin := make(map[int64]int64, len(nids))
+	closed := map[int64]bool{}
+	err := inChunks(nids, 2, int64(0), func(list string, args []any) error {
+		// The literal type matches rs_events_history_visibility's
+		// condition, so that the planner may use it.
+		rows, err := r.db.QueryContext(ctx, `SELECT e.room_nid, MAX(e.stream_pos), NULL FROM rs_events e
+			WHERE e.state_key = $1 AND e.membership IS NOT NULL AND e.membership = 'join' AND e.room_nid IN (`+list+`) AND `+timelineEvent+`
+			GROUP BY e.room_nid
+			UNION ALL
+			SELECT e.room_nid, 0, e.json FROM rs_events e
+			WHERE e.type = 'm.room.history_visibility' AND e.room_nid IN (`+list+`) AND e.state_key = ''`,
+			append([]any{userID}, args...)...)
+		if err != nil {
+			return fmt.Errorf("history visibilities of %s's rooms: %w", userID, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var nid, pos int64
+			var data []byte
+			if err := rows.Scan(&nid, &pos, &data); err != nil {
+				return fmt.Errorf("scan history visibility: %w", err)
+			}
+			switch {
+			case data == nil:
+				lastJoin[nid] = pos
+			case !openVisibility(parseHistoryVisibility(data)):
+				closed[nid] = true
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(lastJoin))
+	for nid, pos := range lastJoin {
+		if !closed[nid] && pos > 0 {
+			out[ids[nid]] = pos
+		}
+	}
+	return out, nil
+}
+
+// openVisibility tells the history visibilities that show a member every
+// event from before their join.
+func openVisibility(vis string) bool { return vis == visShared || vis == visWorldReadable }

@@ -38,6 +38,8 @@ CREATE INDEX rs_relations_threads ON rs_relations (room_nid, rel_type, stream_po
 //     event they forgot at; a later membership event means they came back.
 //   - rs_reports: content reports, for the server's moderators.
 //   - rs_events_room_ts: finds events by timestamp (timestamp_to_event).
+//   - rs_events_history_visibility (version 2): finds a room's history
+//     visibility events.
 var roomMigrations = []sqlutil.Migration{{
 	Version: 1,
 	SQL: `
@@ -64,4 +66,10 @@ CREATE TABLE rs_reports (
 );
 
 CREATE INDEX rs_events_room_ts ON rs_events (room_nid, origin_server_ts)`,
+}, {
+	// A handful of rows per room: HistoryOpenThrough reads them without
+	// reading the room's other events.
+	Version: 2,
+	SQL: `
+CREATE INDEX rs_events_history_visibility ON rs_events (type, room_nid) WHERE type = 'm.room.history_visibility'`,
 }}

@@ -3,11 +3,11 @@ package roomserver
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/chappe-matrix/chappe/internal/mxerr"
 )
@@ -205,19 +205,26 @@ func (r *reader) historyVisibilityOf(ctx context.Context, nid int64) (string, er
 	if err := r.db.QueryRowContext(ctx, `SELECT json FROM rs_events WHERE event_nid = $1`, nid).Scan(&data); err != nil {
 		return "", fmt.Errorf("read the history visibility: %w", err)
 	}
-	var ev struct {
-		Content struct {
-			HistoryVisibility string `json:"history_visibility"`
-		} `json:"content"`
+	return parseHistoryVisibility(data), nil
+}
+
+// parseHistoryVisibility reads the value of an m.room.history_visibility
+// event's JSON: unset, not understood or malformed is "shared". gjson
+// reads the one field without decoding the rest of the event (its
+// signatures, hashes, auth and prev events): a sync of many rooms reads
+// one such event per room (HistoryOpenThrough).
+func parseHistoryVisibility(data []byte) string {
+	if !gjson.ValidBytes(data) {
+		return visShared
 	}
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return visShared, nil //nolint:nilerr // a malformed event counts as unset
+	vis := gjson.GetBytes(data, "content.history_visibility")
+	if vis.Type == gjson.String {
+		switch vis.Str {
+		case visWorldReadable, visInvited, visJoined:
+			return vis.Str
+		}
 	}
-	switch vis := ev.Content.HistoryVisibility; vis {
-	case visWorldReadable, visInvited, visJoined:
-		return vis, nil
-	}
-	return visShared, nil
+	return visShared
 }
 
 // membershipIn is userID's membership in a state ("" if none).

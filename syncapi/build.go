@@ -32,6 +32,8 @@ type syncBuilder struct {
 	// joinedNow are the rooms (wanted by the filter) where the user is
 	// joined as of now: they get account data and ephemeral events.
 	joinedNow map[string]bool
+	// history leaves out of the timelines what the user may not see.
+	history *historyFilter
 
 	mu    sync.Mutex // guards resp and fresh: rooms are built in parallel
 	resp  *syncResponse
@@ -52,6 +54,7 @@ func (s *SyncAPI) buildSync(ctx context.Context, req *syncRequest, now streamPos
 		format:    newFormatter(req.device, false),
 		resp:      newSyncResponse(),
 		joinedNow: map[string]bool{},
+		history:   newHistoryFilter(s.reader, req.device.UserID),
 		fresh:     map[string]bool{},
 	}
 	b.resp.NextBatch = now.String()
@@ -123,7 +126,9 @@ func (b *syncBuilder) initialJobs(ctx context.Context) ([]roomJob, error) {
 		switch m.Membership {
 		case roomserver.MembershipJoin:
 			b.joinedNow[roomID] = true
-			jobs = append(jobs, b.joined(roomID, 0, true))
+			b.history.consider(roomID)
+			// m.Pos is the user's join (0 when unknown).
+			jobs = append(jobs, b.joined(roomID, 0, m.Pos, true))
 		case roomserver.MembershipInvite:
 			jobs = append(jobs, b.invited(roomID, false))
 		case roomserver.MembershipKnock:
@@ -132,6 +137,7 @@ func (b *syncBuilder) initialJobs(ctx context.Context) ([]roomJob, error) {
 			// Pos is unknown for a room left while this request ran; it is
 			// dropped from this archive and the next sync reports the room.
 			if m.Pos > 0 {
+				b.history.consider(roomID)
 				jobs = append(jobs, b.archived(roomID, m.Pos))
 			}
 		}
@@ -177,7 +183,8 @@ func (b *syncBuilder) incrementalJobs(ctx context.Context) ([]roomJob, error) {
 		}
 		b.joinedNow[roomID] = true
 		if _, ok := changed[roomID]; !ok && (active == nil || active[roomID]) {
-			jobs = append(jobs, b.joined(roomID, b.req.since.Room, b.req.fullState))
+			// Joined throughout the range: every event of it is theirs.
+			jobs = append(jobs, b.joined(roomID, b.req.since.Room, b.req.since.Room, b.req.fullState))
 		}
 	}
 	for roomID, c := range changed {
@@ -187,12 +194,14 @@ func (b *syncBuilder) incrementalJobs(ctx context.Context) ([]roomJob, error) {
 		switch c.last().Membership {
 		case roomserver.MembershipJoin:
 			b.joinedNow[roomID] = true
+			b.history.consider(roomID)
 			jobs = append(jobs, b.joinChanged(roomID, c))
 		case roomserver.MembershipInvite:
 			jobs = append(jobs, b.invited(roomID, false))
 		case roomserver.MembershipKnock:
 			jobs = append(jobs, b.invited(roomID, true))
 		default: // leave, ban
+			b.history.consider(roomID)
 			jobs = append(jobs, b.leaveChanged(roomID, c))
 		}
 	}
@@ -240,6 +249,16 @@ func (b *syncBuilder) membershipsAt(ctx context.Context, memberships ...string) 
 type roomChanges []roomserver.MembershipChange
 
 func (c roomChanges) last() roomserver.MembershipChange { return c[len(c)-1] }
+
+// lastJoin is the position of the range's last join (0: none).
+func (c roomChanges) lastJoin() int64 {
+	for i := len(c) - 1; i >= 0; i-- {
+		if isJoin(c[i].Membership) {
+			return c[i].Pos
+		}
+	}
+	return 0
+}
 
 func (c roomChanges) has(pred func(m string) bool) bool {
 	return slices.ContainsFunc(c, func(m roomserver.MembershipChange) bool { return pred(m.Membership) })

@@ -127,18 +127,39 @@ func TestBadParameters(t *testing.T) {
 
 // The fake reader applies history visibility as a test sets it: the
 // messages whose body a predicate names are visible to no one (none
-// unless set). It has no history gaps.
-var hiddenMessages sync.Map // *fakeReader → func(body string) bool
+// unless set), and the rooms marked open show every event up to the
+// user's last join (HistoryOpenThrough). It records what VisibleEvents
+// is asked, and has no history gaps.
+var fakeHistories sync.Map // *fakeReader → *fakeHistory
+
+type fakeHistory struct {
+	mu        sync.Mutex
+	hidden    func(body string) bool
+	open      map[string]bool
+	asked     []string // bodies (or types) of the events VisibleEvents was asked about
+	openCalls int      // HistoryOpenThrough calls
+}
 
 var _ roomserver.HistoryReader = (*fakeReader)(nil)
 
+// fakeHistoryOf is the history visibility the test set on f.
+func fakeHistoryOf(f *fakeReader) *fakeHistory {
+	v, _ := fakeHistories.LoadOrStore(f, &fakeHistory{open: map[string]bool{}})
+	return v.(*fakeHistory)
+}
+
 func (f *fakeReader) VisibleEvents(_ context.Context, _, _ string, evs []roomserver.StreamEvent) ([]roomserver.StreamEvent, error) {
-	hidden, ok := hiddenMessages.Load(f)
-	if !ok {
+	fh := fakeHistoryOf(f)
+	fh.mu.Lock()
+	defer fh.mu.Unlock()
+	for _, ev := range evs {
+		fh.asked = append(fh.asked, bodies([]roomserver.ClientEvent{ev.Event})[0])
+	}
+	if fh.hidden == nil {
 		return evs, nil
 	}
 	return slices.DeleteFunc(slices.Clone(evs), func(ev roomserver.StreamEvent) bool {
-		return hidden.(func(string) bool)(bodies([]roomserver.ClientEvent{ev.Event})[0])
+		return fh.hidden(bodies([]roomserver.ClientEvent{ev.Event})[0])
 	}), nil
 }
 
@@ -146,10 +167,57 @@ func (f *fakeReader) HistoryGaps(context.Context, string, int64, int64) ([]rooms
 	return nil, nil
 }
 
+func (f *fakeReader) HistoryOpenThrough(_ context.Context, userID string, roomIDs []string) (map[string]int64, error) {
+	fh := fakeHistoryOf(f)
+	fh.mu.Lock()
+	defer fh.mu.Unlock()
+	fh.openCalls++
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int64{}
+	for _, ev := range f.events {
+		if fh.open[ev.Event.RoomID] && slices.Contains(roomIDs, ev.Event.RoomID) && ev.Event.Type == "m.room.member" &&
+			*ev.Event.StateKey == userID && ev.membership == roomserver.MembershipJoin {
+			out[ev.Event.RoomID] = ev.Pos
+		}
+	}
+	return out, nil
+}
+
+// history is the fake reader's history visibility, which the test may
+// set; it is forgotten when the test ends.
+func (h *harness) history() *fakeHistory {
+	h.t.Cleanup(func() { fakeHistories.Delete(h.reader) })
+	return fakeHistoryOf(h.reader)
+}
+
 // hide makes the fake reader hide the messages hidden names.
 func (h *harness) hide(hidden func(body string) bool) {
-	hiddenMessages.Store(h.reader, hidden)
-	h.t.Cleanup(func() { hiddenMessages.Delete(h.reader) })
+	fh := h.history()
+	fh.mu.Lock()
+	fh.hidden = hidden
+	fh.mu.Unlock()
+}
+
+// openHistory marks rooms as open to their members' eyes before their join.
+func (h *harness) openHistory(roomIDs ...string) {
+	fh := h.history()
+	fh.mu.Lock()
+	for _, id := range roomIDs {
+		fh.open[id] = true
+	}
+	fh.mu.Unlock()
+}
+
+// askedVisibility returns what VisibleEvents was asked about since the
+// last call, and how many times HistoryOpenThrough was.
+func (h *harness) askedVisibility() (asked []string, openCalls int) {
+	fh := h.history()
+	fh.mu.Lock()
+	defer fh.mu.Unlock()
+	asked, openCalls = fh.asked, fh.openCalls
+	fh.asked, fh.openCalls = nil, 0
+	return asked, openCalls
 }
 
 // pages reads a room's messages in one direction, limit a page, and

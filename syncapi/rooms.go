@@ -23,51 +23,53 @@ func (b *syncBuilder) joinChanged(roomID string, c roomChanges) roomJob {
 			fresh = prev != roomserver.MembershipJoin
 		}
 		if fresh {
-			return b.joined(roomID, 0, true)(ctx)
+			return b.joined(roomID, 0, c.last().Pos, true)(ctx)
 		}
-		return b.joined(roomID, b.req.since.Room, b.req.fullState)(ctx)
+		return b.joined(roomID, b.req.since.Room, b.req.since.Room, b.req.fullState)(ctx)
 	}
 }
 
 // leaveChanged handles a room the user left (or was banned from) during
 // the range. The timeline stops where the user stopped being joined. A user
 // who was never joined (a rejected invite, a withdrawn knock) is sent only
-// the event that ended their membership.
+// the event that ended their membership, which is theirs to see.
 func (b *syncBuilder) leaveChanged(roomID string, c roomChanges) roomJob {
 	return func(ctx context.Context) error {
 		if c.has(isJoin) {
-			return b.left(ctx, roomID, 0, c.stayEnd(), true)
+			return b.left(ctx, roomID, 0, c.lastJoin(), c.stayEnd(), true)
 		}
 		prev, err := b.reader.MembershipAt(ctx, roomID, b.userID, b.req.since.Room)
 		if err != nil {
 			return err
 		}
 		if prev == roomserver.MembershipJoin {
-			return b.left(ctx, roomID, b.req.since.Room, c.stayEnd(), b.req.fullState)
+			return b.left(ctx, roomID, b.req.since.Room, b.req.since.Room, c.stayEnd(), b.req.fullState)
 		}
 		end := c.last().Pos
-		return b.left(ctx, roomID, end-1, end, false)
+		return b.left(ctx, roomID, end-1, end-1, end, false)
 	}
 }
 
 // archived adds a room left before now to an initial sync that asked for
-// left rooms, unless the user was never joined to it.
+// left rooms, unless the user was never joined to it. When they joined is
+// not known here: history visibility judges the whole timeline.
 func (b *syncBuilder) archived(roomID string, leftAt int64) roomJob {
 	return func(ctx context.Context) error {
 		prev, err := b.reader.MembershipAt(ctx, roomID, b.userID, leftAt-1)
 		if err != nil || prev != roomserver.MembershipJoin {
 			return err
 		}
-		return b.left(ctx, roomID, 0, leftAt, true)
+		return b.left(ctx, roomID, 0, 0, leftAt, true)
 	}
 }
 
-// joined adds roomID to rooms.join with its events in (from, now]. A room
+// joined adds roomID to rooms.join with its events in (from, now]; the
+// user was joined throughout (joinedAfter, now] (0: not known). A room
 // with nothing new is left out unless full is set (addExtras may still
 // add it for its account data or ephemeral events).
-func (b *syncBuilder) joined(roomID string, from int64, full bool) roomJob {
+func (b *syncBuilder) joined(roomID string, from, joinedAfter int64, full bool) roomJob {
 	return func(ctx context.Context) error {
-		tl, state, err := b.timeline(ctx, roomID, from, b.now.Room, full)
+		tl, state, err := b.timeline(ctx, roomID, from, joinedAfter, b.now.Room, full)
 		if err != nil {
 			return err
 		}
@@ -85,9 +87,9 @@ func (b *syncBuilder) joined(roomID string, from int64, full bool) roomJob {
 }
 
 // left adds roomID to rooms.leave with its events in (from, to], to being
-// the user's leave.
-func (b *syncBuilder) left(ctx context.Context, roomID string, from, to int64, full bool) error {
-	tl, state, err := b.timeline(ctx, roomID, from, to, full)
+// the user's leave; they were joined throughout (joinedAfter, to).
+func (b *syncBuilder) left(ctx context.Context, roomID string, from, joinedAfter, to int64, full bool) error {
+	tl, state, err := b.timeline(ctx, roomID, from, joinedAfter, to, full)
 	if err != nil {
 		return err
 	}
@@ -120,13 +122,15 @@ func (b *syncBuilder) invited(roomID string, knock bool) roomJob {
 }
 
 // timeline reads roomID's latest events in (from, to] that pass the
-// timeline filter, at most the filter's limit, oldest first, and the state
-// the client needs before the first of them: all of it when full is set;
-// otherwise (the client has the state at from) what changed in the events
-// the limit or the filter skipped, nothing when none were skipped. The
-// state filter and lazy loading of members apply to that state.
-func (b *syncBuilder) timeline(ctx context.Context, roomID string, from, to int64, full bool) (timeline, stateBatch, error) {
-	evs, limited, dropped, err := b.timelineEvents(ctx, roomID, from, to)
+// timeline filter and that the user may see (they were joined throughout
+// (joinedAfter, to]), at most the filter's limit, oldest first, and the
+// state the client needs before the first of them: all of it when full is
+// set; otherwise (the client has the state at from) what changed in the
+// events the limit, the filter or history visibility skipped, nothing when
+// none were skipped. The state filter and lazy loading of members apply to
+// that state.
+func (b *syncBuilder) timeline(ctx context.Context, roomID string, from, joinedAfter, to int64, full bool) (timeline, stateBatch, error) {
+	evs, limited, dropped, err := b.timelineEvents(ctx, roomID, from, joinedAfter, to)
 	if err != nil {
 		return timeline{}, stateBatch{}, err
 	}
@@ -218,55 +222,21 @@ func (b *syncBuilder) roomState(ctx context.Context, roomID string, sel roomserv
 	return out, nil
 }
 
-// timelineScanLimit bounds how many events one room's timeline reads when
-// a filter drops most of them; past it the timeline is cut (limited).
-const timelineScanLimit = 1000
-
 // timelineEvents reads the latest events of (from, to] that pass the
-// timeline filter, oldest first. limited: older matching events were left
-// out; dropped: the filter left some events out.
-func (b *syncBuilder) timelineEvents(ctx context.Context, roomID string, from, to int64) (evs []roomserver.StreamEvent, limited, dropped bool, err error) {
+// timeline filter and that the user may see, oldest first (timelineRead).
+func (b *syncBuilder) timelineEvents(ctx context.Context, roomID string, from, joinedAfter, to int64) (evs []roomserver.StreamEvent, limited, dropped bool, err error) {
 	f := &b.req.filter.Room.Timeline
 	if !f.wantRoom(roomID) {
 		// No timeline for this room, but its state still changes.
 		last, err := b.reader.Events(ctx, roomID, from, to, 1, true)
 		return nil, false, len(last) > 0, err
 	}
-	page := b.limit + 1
+	tr := &timelineRead{reader: b.reader, history: b.history, roomID: roomID,
+		from: from, to: to, joinedAfter: joinedAfter, limit: b.limit, page: b.limit + 1, match: f.matches}
 	if f.filters() {
-		page = max(page, 100)
+		tr.page = max(tr.page, 100)
 	}
-	upper, scanned := to, 0
-	for {
-		got, err := b.reader.Events(ctx, roomID, from, upper, page, true)
-		if err != nil {
-			return nil, false, false, err
-		}
-		for _, ev := range got {
-			if len(evs) > b.limit {
-				break
-			}
-			if f.matches(&ev.Event) {
-				evs = append(evs, ev)
-			} else {
-				dropped = true
-			}
-		}
-		scanned += len(got)
-		if len(evs) > b.limit || len(got) < page {
-			break
-		}
-		if scanned >= timelineScanLimit {
-			limited = true
-			break
-		}
-		upper = got[len(got)-1].Pos - 1
-	}
-	if len(evs) > b.limit {
-		evs, limited = evs[:b.limit], true
-	}
-	slices.Reverse(evs)
-	return evs, limited, dropped, nil
+	return tr.run(ctx)
 }
 
 // changedSince keeps the events of state that are not in known. State

@@ -176,6 +176,8 @@ type slidingBuilder struct {
 	fresh map[string]bool
 	// unread are the unread counts of the rooms to consider (sliding_e2ee.go).
 	unread map[string]unreadNotifications
+	// history leaves out of the timelines what the user may not see.
+	history *historyFilter
 }
 
 // build works out the room list, the rooms to send and the extensions;
@@ -224,6 +226,10 @@ func (sb *slidingBuilder) build(ctx context.Context) (*slidingResponse, *sliding
 	}
 	if err := sb.loadUnread(ctx, configs); err != nil {
 		return nil, nil, err
+	}
+	sb.history = newHistoryFilter(sb.api.reader, sb.userID)
+	for roomID := range configs {
+		sb.history.consider(roomID)
 	}
 	var jobs []roomJob
 	for roomID, c := range configs {

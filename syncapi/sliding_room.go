@@ -97,7 +97,13 @@ func (sb *slidingBuilder) room(ctx context.Context, e *slidingEntry, c *slidingR
 	if !initial && !expanded {
 		from = prev.Room
 	}
-	evs, limited, err := sb.timelineOf(ctx, e.roomID, from, end, c.limit)
+	// A joined user was joined throughout (memPos, end]; when the user
+	// left, history visibility judges the whole timeline.
+	joinedAfter := int64(0)
+	if e.membership == roomserver.MembershipJoin {
+		joinedAfter = e.memPos
+	}
+	evs, limited, err := sb.timelineOf(ctx, e.roomID, from, joinedAfter, end, c.limit)
 	if err != nil {
 		return nil, prev, err
 	}
@@ -160,7 +166,8 @@ func (sb *slidingBuilder) room(ctx context.Context, e *slidingEntry, c *slidingR
 // join: its membership and the one event that ended it.
 func (sb *slidingBuilder) endedWithoutJoin(ctx context.Context, e *slidingEntry, next slidingRoomState) (*slidingRoomResult, slidingRoomState, error) {
 	next.Room = e.memPos
-	evs, _, err := sb.timelineOf(ctx, e.roomID, e.memPos-1, e.memPos, 1)
+	// The event that ended the membership is the user's to see.
+	evs, _, err := sb.timelineOf(ctx, e.roomID, e.memPos-1, e.memPos-1, e.memPos, 1)
 	if err != nil {
 		return nil, next, err
 	}
@@ -173,22 +180,17 @@ func (sb *slidingBuilder) endedWithoutJoin(ctx context.Context, e *slidingEntry,
 		Timeline: format.stream(evs), PrevBatch: formatToken(e.memPos - 1), NumLive: &live}, next, nil
 }
 
-// timelineOf reads the latest limit events of (from, to], oldest first;
+// timelineOf reads the latest limit events of (from, to] that the user
+// may see (they were joined throughout (joinedAfter, to]), oldest first;
 // limited tells that older events of the range were left out.
-func (sb *slidingBuilder) timelineOf(ctx context.Context, roomID string, from, to int64, limit int) ([]roomserver.StreamEvent, bool, error) {
+func (sb *slidingBuilder) timelineOf(ctx context.Context, roomID string, from, joinedAfter, to int64, limit int) ([]roomserver.StreamEvent, bool, error) {
 	if to <= from {
 		return nil, false, nil
 	}
-	evs, err := sb.api.reader.Events(ctx, roomID, from, to, limit+1, true)
-	if err != nil {
-		return nil, false, err
-	}
-	limited := len(evs) > limit
-	if limited {
-		evs = evs[:limit]
-	}
-	slices.Reverse(evs)
-	return evs, limited, nil
+	tr := &timelineRead{reader: sb.api.reader, history: sb.history, roomID: roomID,
+		from: from, to: to, joinedAfter: joinedAfter, limit: limit, page: limit + 1}
+	evs, limited, _, err := tr.run(ctx)
+	return evs, limited, err
 }
 
 // describe sets name, avatar, heroes and member counts: all of them for a
