@@ -79,8 +79,12 @@ func (b *batch) build(es eventSpec) (*pendingEvent, error) {
 	if es.Type == spec.MRoomCreate && version.DomainlessRoomIDs() {
 		proto.RoomID = "" // the room ID is derived from this event
 	}
+	now := time.Now()
+	if es.Type == spec.MRoomCreate && version.DomainlessRoomIDs() {
+		now = b.rs.createClock.next(now) // create_clock.go
+	}
 	pdu, err := version.NewEventBuilderFromProtoEvent(&proto).
-		Build(time.Now(), spec.ServerName(b.rs.serverName), gomatrixserverlib.KeyID(b.rs.key.ID), b.rs.key.Private)
+		Build(now, spec.ServerName(b.rs.serverName), gomatrixserverlib.KeyID(b.rs.key.ID), b.rs.key.Private)
 	if err != nil {
 		return nil, buildError(es.Type, err)
 	}

@@ -38,9 +38,10 @@ func (rs *Roomserver) createRoom(ctx context.Context, req *CreateRoomRequest) (*
 	}
 	plan, remoteInvitees := rs.splitRemoteInvites(plan) // membership_remote.go
 	var h *roomHead
-	// Room version 12 derives the room ID from the create event: the same
-	// user creating two identical rooms in one millisecond gets one ID
-	// twice; the second try, a millisecond later, gets another.
+	// Room version 12 derives the room ID from the create event, whose
+	// timestamp is unique in this process (create_clock.go); a room of
+	// another run created in the same millisecond is still possible after
+	// a clock step back, and a second try gets another ID.
 	for attempt := 0; ; attempt++ {
 		h = &roomHead{version: version, state: stateMap{}}
 		if !version.DomainlessRoomIDs() {

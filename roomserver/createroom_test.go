@@ -182,7 +182,7 @@ func testCreateRoomErrors(t *testing.T, env *testEnv) {
 // (the ID is the create event's hash, which includes its millisecond).
 func TestCreateIdenticalRoomsAtOnce(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, env *testEnv) {
-		const n = 8
+		const n = 48
 		ids := make(chan string, n)
 		errs := make(chan error, n)
 		for range n {

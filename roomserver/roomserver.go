@@ -38,6 +38,7 @@ type Roomserver struct {
 	log            *slog.Logger
 	serverName     string
 	key            signingkey.Key
+	createClock    createClock // unique create-event timestamps (create_clock.go)
 	defaultVersion string
 
 	reader    *reader
