@@ -1,10 +1,8 @@
 package syncapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -162,19 +160,9 @@ func TestSlidingHistoryVisibility(t *testing.T) {
 // sliding posts a sliding sync request and decodes the answer's rooms.
 func (h *harness) sliding(token, body string) struct{ Rooms map[string]json.RawMessage } {
 	h.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, h.url+slidingPath, bytes.NewBufferString(body))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		h.t.Fatalf("sliding sync: %d %s", resp.StatusCode, data)
+	status, data := h.request(http.MethodPost, token, h.url+slidingPath, body) // userdata_test.go
+	if status != http.StatusOK {
+		h.t.Fatalf("sliding sync: %d %s", status, data)
 	}
 	var out struct{ Rooms map[string]json.RawMessage }
 	if err := json.Unmarshal(data, &out); err != nil {

@@ -15,7 +15,13 @@ import (
 // do sends a request with a JSON body and returns the status and body.
 func (h *harness) do(method, token, path, body string) (int, []byte) {
 	h.t.Helper()
-	req, err := http.NewRequest(method, h.url+"/_matrix/client/v3"+path, strings.NewReader(body))
+	return h.request(method, token, h.url+"/_matrix/client/v3"+path, body)
+}
+
+// request sends a request with a JSON body to a URL of the harness.
+func (h *harness) request(method, token, url, body string) (int, []byte) {
+	h.t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
 	}
