@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -206,4 +207,14 @@ func (u *fedUser) lastState(roomID id.RoomID, typ event.Type) *event.Event {
 		}
 	}
 	return last
+}
+
+// skipUnlessFlakyRun skips a federation test that fails now and then (a
+// product bug still being chased, named in the note), unless
+// CHAPPE_TEST_FLAKY=1: CI must not fail at random meanwhile.
+func skipUnlessFlakyRun(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CHAPPE_TEST_FLAKY") != "1" {
+		t.Skipf("fails now and then (%s); run with CHAPPE_TEST_FLAKY=1", why)
+	}
 }
