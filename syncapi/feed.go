@@ -53,9 +53,7 @@ func (s *SyncAPI) followFeed() {
 	s.subs = append(s.subs, wake, push)
 	s.feed.FollowCommits(func(evs []roomserver.OutputEvent) {
 		wake.add(evs)
-		if s.push != nil {
-			push.add(evs)
-		}
+		push.add(evs)
 	})
 }
 

@@ -145,7 +145,7 @@ func (s *SyncAPI) storePresence(ctx context.Context, userID, presence string, st
 		if err != nil {
 			return err
 		}
-		if cur != nil && cur.Presence == presence && (presence != presenceOnline || nowMS-cur.LastActiveMS <= touchEvery.Milliseconds()) {
+		if cur.unchanged(presence, nowMS) {
 			if presence == presenceOnline {
 				s.touches.remember(userID, time.UnixMilli(cur.LastActiveMS))
 			}
@@ -160,7 +160,7 @@ func (s *SyncAPI) storePresence(ctx context.Context, userID, presence string, st
 				return err
 			}
 			if cur != nil && cur.Presence == presence {
-				if presence == presenceOnline && nowMS-cur.LastActiveMS > touchEvery.Milliseconds() {
+				if !cur.unchanged(presence, nowMS) { // online, last active long ago
 					_, err = tx.ExecContext(ctx, `UPDATE sy_presence SET last_active_ms = $2 WHERE user_id = $1`, userID, nowMS)
 				}
 				return err
@@ -194,6 +194,13 @@ func (s *SyncAPI) storePresence(ctx context.Context, userID, presence string, st
 	}
 	s.publish(ctx, &OutputMessage{Kind: kindPresence, Pos: pos, UserID: userID})
 	return nil
+}
+
+// unchanged says whether a sync's set_presence finds nothing to store:
+// the same state and, online, a last active time refreshed less than
+// touchEvery ago. A nil row (never set) is a change.
+func (p *presenceRow) unchanged(presence string, nowMS int64) bool {
+	return p != nil && p.Presence == presence && (presence != presenceOnline || nowMS-p.LastActiveMS <= touchEvery.Milliseconds())
 }
 
 func nullString(s *string) sql.NullString {

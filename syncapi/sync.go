@@ -104,10 +104,10 @@ func (s *SyncAPI) sync(req *httputil.Request) (any, error) {
 			return nil, err
 		}
 		// The key counts (a call to the userapi) are read beside the rest,
-		// and only for a response that may go out.
-		sending := sr.initial || sr.fullState || now.after(sr.since)
+		// and only for a response that may go out: one with nothing after
+		// the token is empty (buildSync reads nothing then either).
 		var keyCounts func() (map[string]int, []string)
-		if sending {
+		if sr.initial || sr.fullState || now.after(sr.since) {
 			keyCounts = s.keyCountsBeside(ctx, sr.device) // devicelists_sync.go
 		}
 		resp, err := s.buildSync(ctx, sr, now)
@@ -124,9 +124,6 @@ func (s *SyncAPI) sync(req *httputil.Request) (any, error) {
 			return nil, err
 		}
 		if sr.initial || sr.fullState || !resp.empty() {
-			if keyCounts == nil {
-				resp.DeviceOneTimeKeysCount, resp.DeviceUnusedFallbackKeyTypes = s.keyCounts(ctx, sr.device)
-			}
 			return resp, nil
 		}
 		// A change may have been stored after the positions were read: the

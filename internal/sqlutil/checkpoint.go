@@ -49,6 +49,7 @@ type checkpointer struct {
 	wrote      chan struct{} // a transaction committed (never blocks)
 	stop, done chan struct{}
 	closeOnce  sync.Once
+	lastFrames int // the log's length at the last held pass (run's goroutine only)
 }
 
 // startCheckpointer opens dsn (the database, with the checkpointer's busy
@@ -113,6 +114,10 @@ func (c *checkpointer) checkpoint() {
 	if !ok || c.writer == nil || !all && logFrames < restartFrames {
 		return // readers hold part of the log: the next round copies it
 	}
+	if all && logFrames == c.lastFrames {
+		return // nothing written since the last held pass (an idle tick)
+	}
+	c.lastFrames = logFrames
 	mode := "PASSIVE"
 	if logFrames >= restartFrames {
 		mode = "RESTART"
