@@ -107,32 +107,15 @@ func TestFederationBackfillSharedHistory(t *testing.T) {
 // With history visibility "joined", the other server gets nothing of
 // what was said before its user joined: /event, /backfill and /state
 // answer with redacted events (the DAG stays whole, the content does not
-// leak), bob's pagination shows no old message content, and a server that
-// never was in the room is refused.
+// leak), and a server that never was in the room is refused. What bob
+// reads of it on B: TestFederationHistoryJoinedLeftOut.
 func TestFederationHistoryVisibilityJoined(t *testing.T) {
-	skipUnlessFlakyRun(t, "failed once in six full runs, message not kept; same pagination and backfill path as TestFederationBackfillSharedHistory")
 	ctx := ctxT(t)
 	srv := testserver.NewFederation(t, fedA, fedB, fedC)
 	alice, bob := newFedUser(t, srv[0], "alice"), newFedUser(t, srv[1], "bob")
 	room, secret := historyRoom(t, ctx, alice, bob, "joined", 5)
 	after := alice.send(ctx, room, "après l'arrivée de bob")
 	bob.waitText(room, "après l'arrivée de bob")
-
-	// B backfills the whole DAG, the messages from before bob's join
-	// redacted by A, and leaves them out of bob's pagination.
-	history := paginate(t, ctx, bob.cli, room, 10)
-	if got := bodies(history); !slices.Equal(got, []string{"après l'arrivée de bob"}) {
-		t.Fatalf("bob reads %q", got)
-	}
-	redacted := 0
-	for _, ev := range history {
-		if ev.Type == event.EventMessage && len(ev.Content.Raw) == 0 {
-			redacted++
-		}
-	}
-	if last := history[len(history)-1]; redacted != 0 || last.Type != event.StateCreate {
-		t.Fatalf("bob's history: %d redacted messages, ends with %s", redacted, last.Type)
-	}
 
 	type pdu struct {
 		EventID string         `json:"event_id"`
