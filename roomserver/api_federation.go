@@ -176,6 +176,11 @@ type FederationReader interface {
 	// JoinedServers lists the servers with a joined member in the
 	// current state (this server included when it has one).
 	JoinedServers(ctx context.Context, roomID string) ([]string, error)
+	// JoinedServersBefore lists the servers among JoinedServers that were
+	// in the room before the event at stream position pos: one of their
+	// members has been joined since before it. The others joined after
+	// the event, with a state that already holds it.
+	JoinedServersBefore(ctx context.Context, roomID string, pos int64) ([]string, error)
 	// ServerWasInRoom tells whether server had a member joined to the room
 	// at some point (what history visibility needs to answer /state,
 	// /backfill, /event for that server).

@@ -233,16 +233,22 @@ func markRedacted(ctx context.Context, tx *sqlutil.Tx, by, target int64) error {
 
 // upsertMembership sets userID's current membership in the room.
 func upsertMembership(ctx context.Context, tx *sqlutil.Tx, roomNID int64, userID, membership string, nid, pos int64) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO rs_membership (room_nid, user_id, membership, event_nid, stream_pos)
-		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = excluded.membership,
-			event_nid = excluded.event_nid, stream_pos = excluded.stream_pos`,
-		roomNID, userID, membership, nid, pos)
+	_, err := tx.ExecContext(ctx, `INSERT INTO rs_membership (room_nid, user_id, membership, event_nid, stream_pos, joined_since)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		`+membershipUpsert,
+		roomNID, userID, membership, nid, pos, pos)
 	if err != nil {
 		return fmt.Errorf("update membership of %s: %w", userID, err)
 	}
 	return nil
 }
+
+// membershipUpsert replaces a user's membership row; joined_since stays
+// while a joined user stays joined (schema_federation.go).
+const membershipUpsert = `ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = excluded.membership,
+	event_nid = excluded.event_nid, stream_pos = excluded.stream_pos,
+	joined_since = CASE WHEN rs_membership.membership = 'join' AND excluded.membership = 'join'
+		THEN rs_membership.joined_since ELSE excluded.stream_pos END`
 
 func updateRoomHead(ctx context.Context, tx *sqlutil.Tx, roomNID, snapshot int64, chainLen int, extremities []string, depth int64) error {
 	ext, err := json.Marshal(extremities)

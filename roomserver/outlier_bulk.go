@@ -113,16 +113,15 @@ type memberRow struct {
 
 // upsertMembers sets the current membership of many users of a room.
 func upsertMembers(ctx context.Context, tx *sqlutil.Tx, roomNID int64, rows []memberRow) error {
-	const cols = 5
+	const cols = 6
 	return inRowChunks(len(rows), func(from, to int) error {
 		args := make([]any, 0, (to-from)*cols)
 		for _, r := range rows[from:to] {
-			args = append(args, roomNID, r.userID, r.membership, r.nid, r.pos)
+			args = append(args, roomNID, r.userID, r.membership, r.nid, r.pos, r.pos)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO rs_membership (room_nid, user_id, membership, event_nid, stream_pos)
+		_, err := tx.ExecContext(ctx, `INSERT INTO rs_membership (room_nid, user_id, membership, event_nid, stream_pos, joined_since)
 			VALUES `+valuesList(to-from, cols, "")+`
-			ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = excluded.membership,
-				event_nid = excluded.event_nid, stream_pos = excluded.stream_pos`, args...)
+			`+membershipUpsert, args...)
 		if err != nil {
 			return fmt.Errorf("store memberships: %w", err)
 		}

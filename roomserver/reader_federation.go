@@ -473,6 +473,15 @@ func (f *federationReader) JoinedServers(ctx context.Context, roomID string) ([]
 	return serversOf(users), nil
 }
 
+func (f *federationReader) JoinedServersBefore(ctx context.Context, roomID string, pos int64) ([]string, error) {
+	users, err := sqlutil.Strings(ctx, f.r.db, `SELECT m.user_id FROM rs_membership m JOIN rs_rooms r ON r.room_nid = m.room_nid
+		WHERE r.room_id = $1 AND m.membership = 'join' AND m.joined_since < $2`, roomID, pos)
+	if err != nil {
+		return nil, fmt.Errorf("servers joined to %s before %d: %w", roomID, pos, err)
+	}
+	return serversOf(users), nil
+}
+
 func (f *federationReader) ServerWasInRoom(ctx context.Context, roomID, server string) (bool, error) {
 	// Most servers that ask are in the room: the current members answer
 	// them without reading the room's history.

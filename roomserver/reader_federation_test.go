@@ -312,6 +312,42 @@ func testFederationReader(t *testing.T, env *testEnv, version string) {
 		}
 	})
 
+	t.Run("servers joined before an event", func(t *testing.T) {
+		room := env.createRoom(CreateRoomRequest{Sender: r.alice, RoomVersion: version, Preset: presetPublic})
+		posOf := func(eventID string) int64 {
+			pos, _, _, _ := env.flags(eventID)
+			return pos
+		}
+		before := env.mustSend(r.alice, room, "m.room.message", map[string]any{"msgtype": "m.text", "body": "avant"})
+		join := env.remoteMember(r.remote, room, r.rob, MembershipJoin)
+		profile := env.remoteMember(r.remote, room, r.rob, MembershipJoin) // join to join: still in since the first
+		after := env.mustSend(r.alice, room, "m.room.message", map[string]any{"msgtype": "m.text", "body": "après"})
+		both := []string{"remote.test", testServer}
+		for _, c := range []struct {
+			at   int64
+			want []string
+		}{
+			{posOf(before), []string{testServer}},
+			{posOf(join), []string{testServer}},
+			{posOf(profile), both},
+			{posOf(after), both},
+		} {
+			got, err := fr.JoinedServersBefore(ctx, room, c.at)
+			if err != nil || !slices.Equal(got, c.want) {
+				t.Fatalf("JoinedServersBefore(%d) = %v %v, want %v", c.at, got, err, c.want)
+			}
+		}
+		// Out and back in: in the room again from the new join on.
+		env.remoteMember(r.remote, room, r.rob, MembershipLeave)
+		rejoin := env.remoteMember(r.remote, room, r.rob, MembershipJoin)
+		if got, err := fr.JoinedServersBefore(ctx, room, posOf(rejoin)); err != nil || !slices.Equal(got, []string{testServer}) {
+			t.Fatalf("at the second join: %v %v", got, err)
+		}
+		if got, err := fr.JoinedServersBefore(ctx, room, posOf(rejoin)+1); err != nil || !slices.Equal(got, both) {
+			t.Fatalf("after the second join: %v %v", got, err)
+		}
+	})
+
 	t.Run("extremities", func(t *testing.T) {
 		ext, err := fr.Extremities(ctx, r.id)
 		if err != nil {

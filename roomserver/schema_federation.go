@@ -24,6 +24,11 @@ import "github.com/chappe-matrix/chappe/internal/sqlutil"
 //     a federated join for history fetched by backfill (input_backfill.go).
 //   - rs_backfill_reserves (version 2): the same for each hole in the
 //     middle of a room's history, below the event after the hole (top_pos).
+//   - rs_membership.joined_since (version 3): for a joined user, the
+//     position of the event that made them joined (a later join that only
+//     changes their profile keeps it), so that the federation sender sends
+//     an event only to the servers that were in the room before it (0 for
+//     memberships stored before: in the room since always).
 //
 // Local rooms were always a line: an event's prev_event is the room's
 // previous event, which is how the edges of existing events are filled.
@@ -60,4 +65,7 @@ CREATE TABLE rs_backfill_reserves (
 	floor_pos BIGINT NOT NULL,
 	PRIMARY KEY (room_nid, top_pos)
 )`,
+}, {
+	Version: 3,
+	SQL:     `ALTER TABLE rs_membership ADD COLUMN joined_since BIGINT NOT NULL DEFAULT 0`,
 }}

@@ -101,7 +101,7 @@ func (s *SyncAPI) backfillOnce(ctx context.Context, roomID string, from []string
 		RoomID: roomID, FromEventIDs: from, Limit: limit,
 	})
 	if err != nil {
-		s.log.Info("backfill failed", "room", roomID, "from", from, "err", err)
+		s.log.Warn("backfill failed", "room", roomID, "from", from, "err", err)
 		return 0
 	}
 	return resp.Stored

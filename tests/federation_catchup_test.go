@@ -73,10 +73,10 @@ func TestFederationConcurrentStateConverges(t *testing.T) {
 	alice, bob, carol := newFedUser(t, srv[0], "alice"), newFedUser(t, srv[1], "bob"), newFedUser(t, srv[2], "carol")
 	room := publicRoom(t, ctx, alice, bob, carol)
 	// bob may change the name too.
-	must[*mautrix.RespSendEvent](t)(alice.cli.SendStateEvent(ctx, room, event.StatePowerLevels, "", map[string]any{
+	levels := must[*mautrix.RespSendEvent](t)(alice.cli.SendStateEvent(ctx, room, event.StatePowerLevels, "", map[string]any{
 		"users": map[string]int{string(bob.id()): 100},
 	}))
-	bob.waitFor("the power levels", func() bool { return bob.lastState(room, event.StatePowerLevels) != nil })
+	bob.waitLastState(room, event.StatePowerLevels, levels.EventID)
 
 	var wg sync.WaitGroup
 	names := map[*fedUser]string{alice: "Nom choisi par A", bob: "Nom choisi par B"}

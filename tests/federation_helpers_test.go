@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -209,12 +208,11 @@ func (u *fedUser) lastState(roomID id.RoomID, typ event.Type) *event.Event {
 	return last
 }
 
-// skipUnlessFlakyRun skips a federation test that fails now and then (a
-// product bug still being chased, named in the note), unless
-// CHAPPE_TEST_FLAKY=1: CI must not fail at random meanwhile.
-func skipUnlessFlakyRun(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CHAPPE_TEST_FLAKY") != "1" {
-		t.Skipf("fails now and then (%s); run with CHAPPE_TEST_FLAKY=1", why)
-	}
+// waitLastState waits until eventID is the last state event of its type
+// in the room's timeline.
+func (u *fedUser) waitLastState(roomID id.RoomID, typ event.Type, eventID id.EventID) {
+	u.waitFor(typ.Type+" "+string(eventID), func() bool {
+		last := u.lastState(roomID, typ)
+		return last != nil && last.ID == eventID
+	})
 }

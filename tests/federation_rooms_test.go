@@ -82,10 +82,10 @@ func TestFederationRelationsAndState(t *testing.T) {
 	room := publicRoom(t, ctx, alice, bob, carol)
 	users := []*fedUser{alice, bob, carol}
 	// bob (another server) may change the topic.
-	must[*mautrix.RespSendEvent](t)(alice.cli.SendStateEvent(ctx, room, event.StatePowerLevels, "", map[string]any{
+	levels := must[*mautrix.RespSendEvent](t)(alice.cli.SendStateEvent(ctx, room, event.StatePowerLevels, "", map[string]any{
 		"users": map[string]int{string(bob.id()): 50},
 	}))
-	bob.waitFor("the power levels", func() bool { return bob.lastState(room, event.StatePowerLevels) != nil })
+	bob.waitLastState(room, event.StatePowerLevels, levels.EventID)
 
 	original := alice.send(ctx, room, "version 1")
 	edit := must[*mautrix.RespSendEvent](t)(alice.cli.SendMessageEvent(ctx, room, event.EventMessage, map[string]any{

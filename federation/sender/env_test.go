@@ -30,6 +30,7 @@ const (
 	us     = "ministere-a.test"
 	remote = "ministere-b.test"
 	third  = "ministere-c.test"
+	late   = "ministere-e.test"
 	roomA  = "!a:" + us
 	roomB  = "!b:" + us
 )
@@ -60,7 +61,7 @@ func newEnv(t testing.TB, backend string) *env {
 		ctx:   context.Background(),
 		db:    sqltest.Open(t, backend),
 		tr:    &fakeTransport{},
-		rooms: &fakeRooms{servers: map[string][]string{}, extremities: map[string][]string{}},
+		rooms: &fakeRooms{servers: map[string][]string{}, extremities: map[string][]string{}, joinedAt: map[string]int64{}},
 		reg:   prometheus.NewRegistry(),
 	}
 	e.opts = Options{
@@ -278,10 +279,23 @@ type fakeRooms struct {
 	mu          sync.Mutex
 	servers     map[string][]string
 	extremities map[string][]string
+	joinedAt    map[string]int64 // room + " " + server -> the position it joined at (none: always in)
 }
 
 func (r *fakeRooms) JoinedServers(_ context.Context, roomID string) ([]string, error) {
 	return r.serversOf(roomID), nil
+}
+
+func (r *fakeRooms) JoinedServersBefore(_ context.Context, roomID string, pos int64) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, server := range r.servers[roomID] {
+		if at, ok := r.joinedAt[roomID+" "+server]; !ok || at < pos {
+			out = append(out, server)
+		}
+	}
+	return out, nil
 }
 
 func (r *fakeRooms) Extremities(_ context.Context, roomID string) ([]string, error) {
@@ -300,6 +314,14 @@ func (r *fakeRooms) set(roomID string, servers ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.servers[roomID] = servers
+}
+
+// join adds a server to the room at a position.
+func (r *fakeRooms) join(roomID, server string, pos int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.servers[roomID] = append(r.servers[roomID], server)
+	r.joinedAt[roomID+" "+server] = pos
 }
 
 func (r *fakeRooms) setExtremities(roomID string, ids ...string) {

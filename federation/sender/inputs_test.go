@@ -93,9 +93,20 @@ func TestRoomEventsOfLocalUsersGoToTheRoomsServers(t *testing.T) {
 
 		// Published while the sender is down: sent after its restart.
 		e.s.Stop()
-		e.publishRoom(roomserver.OutputEvent{RoomID: roomA, EventID: "$m3", Type: "m.room.message", Sender: alice})
+		e.publishRoom(roomserver.OutputEvent{RoomID: roomA, EventID: "$m3", Type: "m.room.message", Sender: alice, Pos: 30})
+		// A server that joined after $m3 (its join gave it $m3 in the
+		// room's state and history) gets the events after its join only.
+		e.rooms.join(roomA, late, 31)
+		e.publishRoom(roomserver.OutputEvent{RoomID: roomA, EventID: "$m4", Type: "m.room.message", Sender: alice, Pos: 32})
 		e.start()
-		eventually(t, "$m3 delivered after the restart", func() bool { return slices.Contains(e.tr.pduIDs(remote), "$m3") })
+		eventually(t, "$m4 delivered after the restart", func() bool { return slices.Contains(e.tr.pduIDs(remote), "$m4") })
+		eventually(t, "$m4 at the late server", func() bool { return len(e.tr.pduIDs(late)) > 0 })
+		if got := e.tr.pduIDs(late); !slices.Equal(got, []string{"$m4"}) {
+			t.Errorf("%s, which joined after $m3, got %v", late, got)
+		}
+		if got := e.tr.pduIDs(remote); !slices.Contains(got, "$m3") {
+			t.Errorf("%s got %v", remote, got)
+		}
 	})
 }
 

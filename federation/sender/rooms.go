@@ -70,7 +70,10 @@ func (r *roomInput) handle(ctx context.Context, seq uint64, ev *roomserver.Outpu
 
 // roomEventPDU says where an event of the roomserver's output goes (nil:
 // nowhere). Events of local users go to every other server with a member
-// joined to the room now. A membership that takes a remote user out
+// joined to the room now that was in it before the event: a server that
+// joined since (the sender may be behind) has the event in the state and
+// history its join brought, and given it again would take it for a new
+// event whose past is missing. A membership that takes a remote user out
 // (kick, ban, rescinded invite) also goes to that user's server, which
 // may have no member left in the room to hear of it. Events of remote
 // users are their servers' to send; an invite reaches the invitee's
@@ -79,7 +82,7 @@ func (s *Sender) roomEventPDU(ctx context.Context, ev *roomserver.OutputEvent) (
 	if mxid.ServerOf(ev.Sender) != s.opts.ServerName || len(ev.Event) == 0 {
 		return nil, nil
 	}
-	servers, err := s.opts.Rooms.JoinedServers(ctx, ev.RoomID)
+	servers, err := s.opts.Rooms.JoinedServersBefore(ctx, ev.RoomID, ev.Pos)
 	if err != nil {
 		return nil, fmt.Errorf("servers of %s: %w", ev.RoomID, err)
 	}

@@ -67,6 +67,9 @@ type Transport interface {
 type RoomReader interface {
 	// JoinedServers lists the servers with a member joined to the room.
 	JoinedServers(ctx context.Context, roomID string) ([]string, error)
+	// JoinedServersBefore lists those that were in the room before the
+	// event at stream position pos.
+	JoinedServersBefore(ctx context.Context, roomID string, pos int64) ([]string, error)
 	// Extremities are the room's forward extremities (event IDs).
 	Extremities(ctx context.Context, roomID string) ([]string, error)
 }
