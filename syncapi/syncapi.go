@@ -33,9 +33,9 @@ type SyncAPI struct {
 	// presenceEnabled is the presence.enabled switch: off, presence is
 	// neither stored nor sent (see presence.go).
 	presenceEnabled bool
-	touches         onlineTouches // users recently seen online (presence_touch.go)
-	toDeviceAcked   sync.Map      // user+device → to-device position acknowledged through (todevice.go)
-	push            *pushState    // push rules, notification counts, pushers (push_consume.go)
+	touches         onlineTouches  // users recently seen online (presence_touch.go)
+	toDeviceAcked   ackedPositions // to-device positions acknowledged (todevice.go)
+	push            *pushState     // push rules, notification counts, pushers (push_consume.go)
 
 	done      chan struct{} // closed by Close: waiting syncs return
 	closeOnce sync.Once

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chappe-matrix/chappe/internal/mxerr"
@@ -212,14 +213,41 @@ func (s *SyncAPI) ackToDevice(ctx context.Context, userID, deviceID string, pos 
 	// before it: a message's position is taken when it is stored, so none
 	// can arrive below a token that was handed out.
 	key := userID + "\x00" + deviceID
-	if done, ok := s.toDeviceAcked.Load(key); ok && pos <= done.(int64) {
+	if pos <= s.toDeviceAcked.through(key) {
 		return nil
 	}
 	if err := s.deleteDelivered(ctx, userID, deviceID, pos); err != nil {
 		return err
 	}
-	s.toDeviceAcked.Store(key, pos)
+	s.toDeviceAcked.store(key, pos)
 	return nil
+}
+
+// maxAckedPositions bounds the devices ackedPositions remembers (some
+// 100 bytes each): beyond, it forgets them all, which costs each device
+// one more read of its to-device messages.
+const maxAckedPositions = 1 << 17
+
+// ackedPositions remembers, per user+device, the to-device position
+// through which this process deleted the delivered messages.
+type ackedPositions struct {
+	m sync.Map     // key -> int64
+	n atomic.Int64 // keys stored since the last reset (about m's size)
+}
+
+// through is the position remembered for key (0: none).
+func (a *ackedPositions) through(key string) int64 {
+	if pos, ok := a.m.Load(key); ok {
+		return pos.(int64)
+	}
+	return 0
+}
+
+func (a *ackedPositions) store(key string, pos int64) {
+	if _, loaded := a.m.Swap(key, pos); !loaded && a.n.Add(1) > maxAckedPositions {
+		a.m.Clear()
+		a.n.Store(0)
+	}
 }
 
 func (s *SyncAPI) deleteDelivered(ctx context.Context, userID, deviceID string, pos int64) error {
