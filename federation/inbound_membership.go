@@ -115,7 +115,7 @@ func (f *Federation) sendMembership(r *InboundRequest, membership string) (gomat
 	switch res.Status {
 	case roomserver.InputAccepted:
 		// The other servers in the room hear of it from us.
-		if err := f.broadcastPDU(ctx, roomID, ev.EventID(), ev.JSON(), r.Origin); err != nil {
+		if err := f.broadcastPDU(ctx, roomID, ev.EventID(), ev.JSON(), res.Pos, r.Origin); err != nil {
 			f.log.Warn("could not queue a membership for the room's servers", "event", ev.EventID(), "err", err)
 		}
 		return ev, nil

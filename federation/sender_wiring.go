@@ -58,13 +58,13 @@ func (f *Federation) queueToDevice(ctx context.Context, server, senderID, eventT
 }
 
 // broadcastPDU sends an event that another server's user made through us
-// (send_join, send_leave, send_knock, once stored) to every server in the
-// room but those excluded (the author's, which has it).
-func (f *Federation) broadcastPDU(ctx context.Context, roomID, eventID string, pdu json.RawMessage, exclude ...string) error {
+// (send_join, send_leave, send_knock, once stored at pos) to every server
+// in the room before it but those excluded (the author's, which has it).
+func (f *Federation) broadcastPDU(ctx context.Context, roomID, eventID string, pdu json.RawMessage, pos int64, exclude ...string) error {
 	if f.sender == nil {
 		return errSenderStopped
 	}
-	return f.sender.s.BroadcastPDU(ctx, roomID, eventID, pdu, exclude...)
+	return f.sender.s.BroadcastPDU(ctx, roomID, eventID, pdu, pos, exclude...)
 }
 
 // deviceListStreamID is the stream_id /user/devices answers for a local

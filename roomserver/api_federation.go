@@ -86,6 +86,9 @@ type InputResult struct {
 	Status  string   `json:"status"`
 	Reason  string   `json:"reason,omitempty"`
 	Missing []string `json:"missing,omitempty"`
+	// Pos is the stream position of an event accepted into the timeline
+	// (0 for the others).
+	Pos int64 `json:"pos,omitempty"`
 }
 
 // StoreJoinedRoomRequest is send_join's answer, verified.

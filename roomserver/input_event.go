@@ -205,7 +205,7 @@ func (j *inputJob) storeAccepted(ctx context.Context, it *inputItem, stored *dag
 	}
 	j.outs = append(j.outs, outputOf(j.h, p))
 	j.remember(row, before, after)
-	it.result.Status = InputAccepted
+	it.result.Status, it.result.Pos = InputAccepted, p.pos
 	return nil
 }
 

@@ -109,7 +109,13 @@ func (e *testEnv) inputOne(roomID, kind string, ev gomatrixserverlib.PDU, stateB
 	if err != nil {
 		e.t.Fatalf("input %s: %v", ev.EventID(), err)
 	}
-	return resp.Results[0]
+	r := resp.Results[0]
+	if r.Status == InputAccepted && kind == InputKindNew {
+		if pos, _, _, _ := e.flags(ev.EventID()); r.Pos != pos {
+			e.t.Fatalf("input %s: accepted at %d, result says %d", ev.EventID(), pos, r.Pos)
+		}
+	}
+	return r
 }
 
 // mustInput inputs an event that must end with the given status.

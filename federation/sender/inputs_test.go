@@ -113,8 +113,9 @@ func TestRoomEventsOfLocalUsersGoToTheRoomsServers(t *testing.T) {
 func TestBroadcastPDUSkipsTheExcludedServers(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		e.rooms.set(roomA, us, remote, third)
+		e.rooms.join(roomA, late, 41) // after the join: has it from its own
 		e.start()
-		if err := e.s.BroadcastPDU(e.ctx, roomA, "$join", pdu(roomA, "$join"), third); err != nil {
+		if err := e.s.BroadcastPDU(e.ctx, roomA, "$join", pdu(roomA, "$join"), 40, third); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, "the join at the other server", func() bool { return len(e.tr.pduIDs(remote)) == 1 })

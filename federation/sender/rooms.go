@@ -95,13 +95,13 @@ func (s *Sender) roomEventPDU(ctx context.Context, ev *roomserver.OutputEvent) (
 	return &outPDU{roomID: ev.RoomID, eventID: ev.EventID, json: ev.Event, servers: servers}, nil
 }
 
-// BroadcastPDU queues a PDU this server did not author for every server
-// joined to its room except those in exclude: the resident server's duty
-// for the joins, leaves and knocks that reach it through send_join,
-// send_leave and send_knock, whose authors are not in the room yet to send
-// them.
-func (s *Sender) BroadcastPDU(ctx context.Context, roomID, eventID string, pdu []byte, exclude ...string) error {
-	servers, err := s.opts.Rooms.JoinedServers(ctx, roomID)
+// BroadcastPDU queues a PDU this server did not author, stored at stream
+// position pos, for every server joined to its room since before it
+// except those in exclude: the resident server's duty for the joins,
+// leaves and knocks that reach it through send_join, send_leave and
+// send_knock, whose authors are not in the room yet to send them.
+func (s *Sender) BroadcastPDU(ctx context.Context, roomID, eventID string, pdu []byte, pos int64, exclude ...string) error {
+	servers, err := s.opts.Rooms.JoinedServersBefore(ctx, roomID, pos)
 	if err != nil {
 		return fmt.Errorf("servers of %s: %w", roomID, err)
 	}
