@@ -79,6 +79,10 @@ func (f *Federation) fetchMissingEvents(ctx context.Context, origin, roomID, ver
 	if len(evs) == 0 {
 		return nil
 	}
+	// The event goes in the same request, last: when the room's DAG
+	// already descends from it (a late event), the roomserver makes
+	// history of it and of the events it brings (lateAsHistory).
+	evs = append(evs, ev)
 	byDepth(evs)
 	res, err := f.inputEvents(ctx, roomID, roomserver.InputKindNew, origin, evs)
 	if err != nil {
@@ -122,13 +126,17 @@ func (f *Federation) bridgeGap(ctx context.Context, origin, roomID, version stri
 	if err != nil {
 		return err
 	}
-	if res, err := f.inputNew(ctx, roomID, origin, first, state); err != nil || res.Status == roomserver.InputMissing {
-		return err // still missing: the event that needed them gets its own state
+	// One request: when the room's DAG already descends from the last of
+	// them (a late event), the roomserver makes history of them all, the
+	// first too (lateAsHistory). Were the first still missing, the rest
+	// would be too, and the event that needed them gets its own state.
+	req := &roomserver.InputEventsRequest{RoomID: roomID, Events: []roomserver.InputEvent{
+		{Kind: roomserver.InputKindNew, Event: first.JSON(), Origin: origin, StateBefore: state},
+	}}
+	for _, ev := range rest {
+		req.Events = append(req.Events, roomserver.InputEvent{Kind: roomserver.InputKindNew, Event: ev.JSON(), Origin: origin})
 	}
-	if len(rest) == 0 {
-		return nil
-	}
-	_, err = f.inputEvents(ctx, roomID, roomserver.InputKindNew, origin, rest)
+	_, err = f.callInput(ctx, req)
 	return err
 }
 

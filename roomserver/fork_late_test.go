@@ -65,6 +65,14 @@ func testInputLateAncestor(t *testing.T, env *testEnv, version string, sameReque
 	if !slices.Contains(env.timelineIDs(roomID), late.EventID()) {
 		t.Fatal("the late event is not in the timeline")
 	}
+	// Given alone, it is history: below the gap's event, in its reserve.
+	// (In the gap's request, the reserve is made as the gap's event is
+	// stored: the late event takes the next position.)
+	latePos, _, _, _ := env.flags(late.EventID())
+	gapPos, _, _, _ := env.flags(gap.EventID())
+	if !sameRequest && (latePos <= 0 || latePos >= gapPos) {
+		t.Fatalf("the late event is at %d, the gap's event at %d: want it below", latePos, gapPos)
+	}
 	local := env.mustSend(alice, roomID, "m.room.message", map[string]string{"body": "next"})
 	if prev := env.rawEvent(local)["prev_events"].([]any); len(prev) != 1 || prev[0] != gap.EventID() {
 		t.Fatalf("local prev_events %v, want the gap's event", prev)

@@ -98,6 +98,9 @@ type inputItem struct {
 	pdu    gomatrixserverlib.PDU
 	result InputResult
 	slot   int64 // the backfill position reserved for it (input_backfill.go)
+	// late: a new event the room's timeline already descends from, input
+	// as history (lateAsHistory, input_backfill.go).
+	late bool
 }
 
 // inputJob applies one request to its room, inside one transaction.
@@ -159,6 +162,7 @@ func (rs *Roomserver) applyInput(h *roomHead, events []InputEvent) (*InputEvents
 		if j.named, err = namedAsPrev(ctx, tx, h.nid, newEventIDs(items)); err != nil {
 			return err
 		}
+		lateAsHistory(items, j.named)
 		if err := j.backfill.reserve(ctx, tx, h.nid, items); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/chappe-matrix/chappe/internal/sqlutil"
@@ -175,12 +176,12 @@ func (s *backfillSlots) reserve(ctx context.Context, tx *sqlutil.Tx, roomNID int
 		}
 		r := reserveFor(s.reserves, below)
 		if below == 0 || r == nil {
-			noPosition(it, "no event of the room's timeline with positions reserved below it has it among its prev_events")
+			noSlot(it, "no event of the room's timeline with positions reserved below it has it among its prev_events")
 			continue
 		}
 		pos, ok := r.take()
 		if !ok {
-			noPosition(it, fmt.Sprintf("the %d positions reserved for the history below position %d are used up", r.top-r.floor-1, r.top))
+			noSlot(it, fmt.Sprintf("the %d positions reserved for the history below position %d are used up", r.top-r.floor-1, r.top))
 			continue
 		}
 		it.slot = pos
@@ -189,11 +190,43 @@ func (s *backfillSlots) reserve(ctx context.Context, tx *sqlutil.Tx, roomNID int
 	return nil
 }
 
-// noPosition takes an event out of the request: apply skips an item
-// without a parsed event, and the result says why.
-func noPosition(it *inputItem, reason string) {
+// noSlot takes a backfilled event out of the request: apply skips an
+// item without a parsed event, and the result says why. A late event
+// (lateAsHistory) is input as new instead, at the top of the timeline.
+func noSlot(it *inputItem, reason string) {
+	if it.late {
+		it.late, it.in.Kind = false, InputKindNew
+		return
+	}
 	it.result.Status, it.result.Reason = InputNoPosition, reason
 	it.pdu = nil
+}
+
+// lateAsHistory makes history of the new events that events of the
+// room's DAG already descend from (named: those among the request's new
+// events that stored events name among their prev_events), and of the
+// request's new events they descend from in turn. A server whose sender
+// lags, or that sends by the room's members at the time it sends, gives
+// a server that just joined events from before its join; and a hole's
+// events may come through /send after the state that bridged it. Their
+// place is below the events that name them, in those events' reserve
+// (backfillSlots.reserve), where /messages shows them in the DAG's
+// order; /sync shows no such event as new.
+func lateAsHistory(items []*inputItem, named map[string]bool) {
+	older := maps.Clone(named)
+	for changed := true; changed; {
+		changed = false
+		for _, it := range items {
+			if it.pdu == nil || it.in.Kind != InputKindNew || !older[it.pdu.EventID()] {
+				continue
+			}
+			it.late, it.in.Kind = true, InputKindBackfill
+			for _, p := range it.pdu.PrevEventIDs() {
+				older[p] = true
+			}
+			changed = true
+		}
+	}
 }
 
 // lowestChildren maps each of ids to the lowest position of a stored

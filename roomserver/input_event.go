@@ -73,6 +73,9 @@ func (j *inputJob) apply(ctx context.Context, it *inputItem) error {
 		checked = sel
 	}
 	if it.in.Kind == InputKindBackfill {
+		if it.late {
+			j.passLateAncestor(ev) // fork.go
+		}
 		return j.storeBackfilled(ctx, it, stored, before)
 	}
 	if sel := selectionIn(j.cur, needed); !slices.Equal(sel, checked) {

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -157,8 +158,74 @@ func TestFederationHistoryInvited(t *testing.T) {
 // the event after the hole and the history before it, each once.
 func TestFederationBackfillHole(t *testing.T) {
 	ctx := ctxT(t)
+	sc, chain := holeScene(t, ctx)
+	alice, bob, room := sc.alice, sc.bob, sc.room
+	n := len(chain) - 1
+
+	history := paginate(t, ctx, bob.cli, room, 7)
+	wantWholeHistory(t, history, holeHistory(n)) // federation_history_test.go
+	// Stored where it belongs: read again, in pages of another size, the
+	// same events in the same order.
+	if again := paginate(t, ctx, bob.cli, room, 50); !slices.Equal(eventIDs(again), eventIDs(history)) {
+		t.Fatalf("second reading differs:\n%v\n%v", eventIDs(again), eventIDs(history))
+	}
+	if ev, err := bob.cli.GetEvent(ctx, room, id.EventID(chain[0].EventID())); err != nil || ev.Content.Raw["body"] != "trou 0" {
+		t.Fatalf("the first event of the hole on B: %v %v", ev, err)
+	}
+	// The room goes on as usual.
+	alice.send(ctx, room, "après le trou")
+	bob.waitText(room, "après le trou")
+}
+
+// An event of the hole that A sends B late (a server whose sender is
+// behind, or that sends to the room's members as they are when it sends)
+// is history, not news: B places it below the event after the hole, whose
+// prev_event it is, and bob's /sync does not show it.
+func TestFederationHoleEventSentLate(t *testing.T) {
+	ctx := ctxT(t)
+	sc, chain := holeScene(t, ctx)
+	srv, alice, bob, room := sc.srv, sc.alice, sc.bob, sc.room
+	n := len(chain) - 1
+	seen := len(bob.timeline[room])
+
+	// The hole ends at the oldest event of the chain B has (get_missing_events
+	// brought a few before the last); the late one is just before it.
+	top := slices.IndexFunc(chain, func(ev gomatrixserverlib.PDU) bool { return storedOn(t, srv[0], srv[1], id.EventID(ev.EventID())) })
+	if top < 1 {
+		t.Fatalf("B has the chain from %d on: no hole to test", top)
+	}
+	late := chain[top-1]
+	res := sendTxn(t, srv[0], srv[1], fmt.Sprintf("hole-late-%d", time.Now().UnixNano()), late.JSON())
+	if r, ok := res[late.EventID()]; !ok || r["error"] != "" {
+		t.Fatalf("B refused the hole's event sent late: %v", res)
+	}
+	alice.send(ctx, room, "après le trou")
+	bob.waitText(room, "après le trou")
+	for _, ev := range bob.timeline[room][seen:] {
+		if ev.ID == id.EventID(late.EventID()) {
+			t.Fatal("bob's /sync shows the hole's event sent late as a new event")
+		}
+	}
+	wantWholeHistory(t, paginate(t, ctx, bob.cli, room, 7), append([]string{"après le trou"}, holeHistory(n)...))
+}
+
+// holeHistory is the history bob should read after holeScene, newest
+// first.
+func holeHistory(n int) []string {
+	var want []string
+	for i := n; i >= 0; i-- {
+		want = append(want, fmt.Sprintf("trou %d", i))
+	}
+	return append(want, "avant le trou")
+}
+
+// holeScene makes the hole of TestFederationBackfillHole: bob's messages
+// "trou 0" to "trou 30" (the chain), which A has and B has only the last
+// of, with the state before it.
+func holeScene(t *testing.T, ctx context.Context) (*bobScene, []gomatrixserverlib.PDU) {
+	t.Helper()
 	sc := newBobScene(t, ctx, "avant le trou")
-	srv, alice, bob, room, last, bKey := sc.srv, sc.alice, sc.bob, sc.room, sc.last, sc.bKey
+	srv, bob, room, last, bKey := sc.srv, sc.bob, sc.room, sc.last, sc.bKey
 
 	// bob's messages on top of it, which only A learns (sent in B's name):
 	// B never stores them itself.
@@ -193,23 +260,5 @@ func TestFederationBackfillHole(t *testing.T) {
 	if storedOn(t, srv[0], srv[1], id.EventID(chain[0].EventID())) {
 		t.Fatal("B has the first event of the hole already: no hole to test")
 	}
-
-	history := paginate(t, ctx, bob.cli, room, 7)
-	want := []string{}
-	for i := n; i >= 0; i-- {
-		want = append(want, fmt.Sprintf("trou %d", i))
-	}
-	want = append(want, "avant le trou")
-	wantWholeHistory(t, history, want) // federation_history_test.go
-	// Stored where it belongs: read again, in pages of another size, the
-	// same events in the same order.
-	if again := paginate(t, ctx, bob.cli, room, 50); !slices.Equal(eventIDs(again), eventIDs(history)) {
-		t.Fatalf("second reading differs:\n%v\n%v", eventIDs(again), eventIDs(history))
-	}
-	if ev, err := bob.cli.GetEvent(ctx, room, id.EventID(chain[0].EventID())); err != nil || ev.Content.Raw["body"] != "trou 0" {
-		t.Fatalf("the first event of the hole on B: %v %v", ev, err)
-	}
-	// The room goes on as usual.
-	alice.send(ctx, room, "après le trou")
-	bob.waitText(room, "après le trou")
+	return sc, chain
 }
