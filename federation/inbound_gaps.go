@@ -130,12 +130,8 @@ func (f *Federation) bridgeGap(ctx context.Context, origin, roomID, version stri
 	// them (a late event), the roomserver makes history of them all, the
 	// first too (lateAsHistory). Were the first still missing, the rest
 	// would be too, and the event that needed them gets its own state.
-	req := &roomserver.InputEventsRequest{RoomID: roomID, Events: []roomserver.InputEvent{
-		{Kind: roomserver.InputKindNew, Event: first.JSON(), Origin: origin, StateBefore: state},
-	}}
-	for _, ev := range rest {
-		req.Events = append(req.Events, roomserver.InputEvent{Kind: roomserver.InputKindNew, Event: ev.JSON(), Origin: origin})
-	}
+	req := inputRequest(roomID, roomserver.InputKindNew, origin, append([]gomatrixserverlib.PDU{first}, rest...))
+	req.Events[0].StateBefore = state
 	_, err = f.callInput(ctx, req)
 	return err
 }

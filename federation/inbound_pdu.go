@@ -167,11 +167,16 @@ func authOrder(evs []gomatrixserverlib.PDU) []gomatrixserverlib.PDU {
 
 // inputEvents hands events of one room to the roomserver, all of one kind.
 func (f *Federation) inputEvents(ctx context.Context, roomID, kind, origin string, evs []gomatrixserverlib.PDU) (*roomserver.InputEventsResponse, error) {
+	return f.callInput(ctx, inputRequest(roomID, kind, origin, evs))
+}
+
+// inputRequest is the request that inputs evs, of one kind and origin.
+func inputRequest(roomID, kind, origin string, evs []gomatrixserverlib.PDU) *roomserver.InputEventsRequest {
 	req := &roomserver.InputEventsRequest{RoomID: roomID, Events: make([]roomserver.InputEvent, len(evs))}
 	for i, ev := range evs {
 		req.Events[i] = roomserver.InputEvent{Kind: kind, Event: ev.JSON(), Origin: origin}
 	}
-	return f.callInput(ctx, req)
+	return req
 }
 
 // inputNew hands one new event to the roomserver, with the state before

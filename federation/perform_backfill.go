@@ -101,10 +101,7 @@ func (f *Federation) backfillFrom(ctx context.Context, server, roomID, version s
 	if err != nil || len(evs) == 0 {
 		return 0, err
 	}
-	input := &roomserver.InputEventsRequest{RoomID: roomID, Events: make([]roomserver.InputEvent, len(evs))}
-	for i, ev := range evs {
-		input.Events[i] = roomserver.InputEvent{Kind: roomserver.InputKindBackfill, Event: ev.JSON(), Origin: server}
-	}
+	input := inputRequest(roomID, roomserver.InputKindBackfill, server, evs)
 	if err := f.backfillGaps(ctx, server, roomID, version, evs, input); err != nil {
 		return 0, err
 	}

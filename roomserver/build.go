@@ -76,11 +76,9 @@ func (b *batch) build(es eventSpec) (*pendingEvent, error) {
 		authIDs = append(authIDs, ev.EventID())
 	}
 	proto.AuthEvents = authIDs
-	if es.Type == spec.MRoomCreate && version.DomainlessRoomIDs() {
-		proto.RoomID = "" // the room ID is derived from this event
-	}
 	now := time.Now()
 	if es.Type == spec.MRoomCreate && version.DomainlessRoomIDs() {
+		proto.RoomID = ""                // the room ID is derived from this event
 		now = b.rs.createClock.next(now) // create_clock.go
 	}
 	pdu, err := version.NewEventBuilderFromProtoEvent(&proto).
